@@ -1,0 +1,47 @@
+# Ringtail's front door. `just` itself comes from PyPI: `pip install rust-just`.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env("PYTHON", "python3")
+venv := ".venv"
+bin := venv / "bin"
+stamp := venv / ".ringtail-setup"
+
+# list the recipes
+default:
+    @just --list
+
+# create .venv, install Ringtail editable with every extra, and build native/
+setup:
+    @{{python}} -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || { echo "Ringtail needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+    {{python}} -m venv {{venv}}
+    {{bin}}/python -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]'
+    touch {{stamp}}
+
+# run `setup` when .venv is missing or older than the files that define it
+[private]
+ensure:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    inputs=(pyproject.toml $(ls setup.py native/*.c native/*.h native/_build.py 2>/dev/null))
+    if [ ! -f {{stamp}} ] || [ -n "$(find "${inputs[@]}" -newer {{stamp}} 2>/dev/null | head -n 1)" ]; then
+        just setup
+    fi
+
+# run the test suite (extra arguments go to pytest, e.g. `just test -k crc -x`)
+test *ARGS: ensure
+    {{bin}}/pytest {{ARGS}}
+
+# ruff (lint and format) and mypy
+lint: ensure
+    {{bin}}/ruff check .
+    {{bin}}/ruff format --check .
+    {{bin}}/mypy
+
+# run the benchmarks and print their tables (extra arguments select benchmarks by name)
+bench *ARGS: ensure
+    {{bin}}/python -m bench {{ARGS}}
+
+# the whole pipeline on this machine (arrives with issue 9)
+run: ensure
+    @echo "just run: the pipeline is not assembled yet (issue 9 builds it)." >&2; exit 1

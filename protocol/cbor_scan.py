@@ -1,0 +1,129 @@
+"""A bounded scan of CBOR (RFC 8949) bytes, run before anything decodes them.
+
+`scan(data)` walks item headers without building objects, so hostile input costs at most
+one pass over its own bytes and a stack of at most `max_depth` frames. It accepts only the
+CBOR this protocol speaks and refuses, with a `CborRejected` naming the offset:
+
+- anything not well-formed (RFC 8949 §3, Appendix F): truncation, reserved additional
+  information, a stray break, a declared length or count longer than the bytes left
+  (a length of 2^63 is refused by arithmetic, never allocated), trailing bytes;
+- anything not valid (§5.3): invalid UTF-8 in a text string, duplicate map keys;
+- what the protocol never sends: indefinite lengths, integer or length arguments not in
+  their shortest form (§4.2.1; this is what makes duplicate-key detection byte-exact),
+  nesting deeper than `max_depth`;
+- tags and simple values other than false/true/null/undefined, which the schema does not
+  use (`schema_error` is set on these so the caller can answer 4.22 rather than 4.00).
+"""
+
+from __future__ import annotations
+
+_MAJOR_UINT, _MAJOR_NINT, _MAJOR_BSTR, _MAJOR_TSTR = 0, 1, 2, 3
+_MAJOR_ARRAY, _MAJOR_MAP, _MAJOR_TAG, _MAJOR_SIMPLE = 4, 5, 6, 7
+_ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+# The smallest argument that needs each width; anything smaller must use a shorter form.
+_ARG_MIN = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
+
+
+class CborRejected(ValueError):
+    """The bytes are not CBOR this protocol accepts."""
+
+    def __init__(self, reason: str, offset: int, *, schema_error: bool = False) -> None:
+        super().__init__(f"{reason} at byte {offset}")
+        self.reason = reason
+        self.offset = offset
+        self.schema_error = schema_error
+
+
+def scan(data: bytes | bytearray | memoryview, max_depth: int) -> None:
+    """Raise `CborRejected` unless `data` is exactly one acceptable CBOR item."""
+    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    end = len(buf)
+    if end == 0:
+        raise CborRejected("empty payload", 0)
+    pos = 0
+    # One frame per open container: [items left, is_map, index in map, key start, keys seen].
+    # A map of n pairs counts 2n items; even indices are keys.
+    stack: list[list] = []
+
+    def complete_item(item_end: int) -> None:
+        # An item (with everything nested in it) ended at item_end. Count it in its
+        # container; a container that thereby closes is in turn an item of its parent.
+        # A key's span runs from the start recorded in its map's frame to item_end, which
+        # covers container keys too.
+        while stack:
+            frame = stack[-1]
+            if frame[1] and frame[2] % 2 == 0:
+                key = bytes(buf[frame[3] : item_end])
+                if key in frame[4]:
+                    raise CborRejected("duplicate map key", frame[3])
+                frame[4].add(key)
+            frame[0] -= 1
+            frame[2] += 1
+            if frame[0]:
+                return
+            stack.pop()
+
+    while True:
+        if pos >= end:
+            raise CborRejected("truncated: an item is missing", pos)
+        start = pos
+        if stack and stack[-1][1] and stack[-1][2] % 2 == 0:
+            stack[-1][3] = start
+        initial = buf[pos]
+        pos += 1
+        major, info = initial >> 5, initial & 0x1F
+        if info < 24:
+            arg = info
+        elif info in _ARG_BYTES:
+            width = _ARG_BYTES[info]
+            if pos + width > end:
+                raise CborRejected("truncated: argument runs past the end", start)
+            arg = int.from_bytes(buf[pos : pos + width], "big")
+            pos += width
+            if major != _MAJOR_SIMPLE and arg < _ARG_MIN[info]:
+                raise CborRejected("argument not in its shortest form", start)
+        elif info == 31:
+            if major == _MAJOR_SIMPLE:
+                raise CborRejected("break code outside an indefinite-length item", start)
+            if major in (_MAJOR_UINT, _MAJOR_NINT, _MAJOR_TAG):
+                raise CborRejected("not well-formed: additional information 31", start)
+            raise CborRejected("indefinite-length items are not accepted", start)
+        else:
+            raise CborRejected(f"not well-formed: reserved additional information {info}", start)
+
+        if major in (_MAJOR_BSTR, _MAJOR_TSTR):
+            if arg > end - pos:
+                raise CborRejected(f"truncated: string of {arg} bytes declared", start)
+            if major == _MAJOR_TSTR:
+                try:
+                    bytes(buf[pos : pos + arg]).decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise CborRejected("invalid UTF-8 in text string", pos + e.start) from None
+            pos += arg
+        elif major in (_MAJOR_ARRAY, _MAJOR_MAP):
+            items = arg * 2 if major == _MAJOR_MAP else arg
+            if items > end - pos:
+                raise CborRejected(f"truncated: {arg} elements declared", start)
+            if items:
+                if len(stack) >= max_depth:
+                    raise CborRejected(f"nesting deeper than {max_depth} levels", start)
+                stack.append([items, major == _MAJOR_MAP, 0, pos, set()])
+                continue
+        elif major == _MAJOR_TAG:
+            raise CborRejected("tags are not part of the schema", start, schema_error=True)
+        elif major == _MAJOR_SIMPLE:
+            if info == 24:
+                if arg < 32:
+                    raise CborRejected("not well-formed: two-byte simple value below 32", start)
+                raise CborRejected(
+                    f"simple value {arg} is not part of the schema", start, schema_error=True
+                )
+            if info < 20:
+                raise CborRejected(
+                    f"simple value {info} is not part of the schema", start, schema_error=True
+                )
+        complete_item(pos)
+        if not stack:
+            break
+    if pos != end:
+        raise CborRejected(f"{end - pos} trailing bytes after the item", pos)

@@ -1,0 +1,40 @@
+"""The gateway's answers match the schema and are the same bytes for the same answer."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+
+from protocol import ProtocolError, encode_ack, encode_error
+from protocol.constants import MAX_REASON_BYTES, SERVICE_UNAVAILABLE, UNPROCESSABLE_ENTITY
+
+from .conftest import cddl_schema
+
+
+def test_ack_matches_schema_and_says_what_is_durable():
+    body = encode_ack(boot=7, high_seq=1002, gateway_time_us=1_764_000_000_000_000)
+    cddl_schema("telemetry-ack").validate_cbor(body)
+    assert cbor2.loads(body) == {0: 1, 1: 7, 2: 1002, 3: 1_764_000_000_000_000}
+    assert body == encode_ack(7, 1002, 1_764_000_000_000_000)
+
+
+def test_error_body_carries_code_reason_and_path():
+    err = ProtocolError(UNPROCESSABLE_ENTITY, "time offset 3 is decreasing", "series[0].ts[2]")
+    body = encode_error(err, gateway_time_us=5)
+    cddl_schema("error-body").validate_cbor(body)
+    assert cbor2.loads(body) == {
+        0: 1,
+        1: 0x96,
+        2: "time offset 3 is decreasing at series[0].ts[2]",
+        3: 5,
+    }
+
+
+@pytest.mark.parametrize("reason", ["x" * 1000, "é" * 300, "a" + "€" * 100])
+def test_long_reasons_are_cut_on_a_character_boundary(reason):
+    body = encode_error((SERVICE_UNAVAILABLE, reason), gateway_time_us=0)
+    cddl_schema("error-body").validate_cbor(body)
+    text = cbor2.loads(body)[2]
+    assert len(text.encode()) <= MAX_REASON_BYTES
+    assert text.endswith("...")
+    assert reason.startswith(text[:-3])
