@@ -23,10 +23,12 @@ setup:
 ensure:
     #!/usr/bin/env bash
     set -euo pipefail
-    inputs=(pyproject.toml $(ls setup.py native/*.c native/*.h native/_build.py 2>/dev/null))
-    if [ ! -f {{stamp}} ] || [ -n "$(find "${inputs[@]}" -newer {{stamp}} 2>/dev/null | head -n 1)" ]; then
-        just setup
-    fi
+    stale=0
+    if [ ! -f {{stamp}} ]; then stale=1; fi
+    for f in pyproject.toml setup.py native/_build.py native/*.c native/*.h; do
+        if [ -e "$f" ] && [ "$f" -nt {{stamp}} ]; then stale=1; fi
+    done
+    if [ "$stale" = 1 ]; then "{{just_executable()}}" setup; fi
 
 # run the test suite (extra arguments go to pytest, e.g. `just test -k crc -x`)
 test *ARGS: ensure

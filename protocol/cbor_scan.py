@@ -24,6 +24,32 @@ _ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
 _ARG_MIN = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
 
 
+def _scalar_sizes() -> bytes:
+    """Per initial byte: the whole item's size when it is a scalar whose size and validity
+    the byte alone decides (small ints, false/true/null/undefined, floats), else 0.
+    Arrays of such scalars, which is what batches are mostly made of, are skipped with
+    one table look-up per item."""
+    sizes = bytearray(256)
+    for initial in range(256):
+        major, info = initial >> 5, initial & 0x1F
+        if major in (_MAJOR_UINT, _MAJOR_NINT) and info < 24:
+            sizes[initial] = 1
+        elif major in (_MAJOR_UINT, _MAJOR_NINT) and info in _ARG_BYTES:
+            sizes[initial] = 1 + _ARG_BYTES[info]  # valid only in shortest form: checked
+        elif major == _MAJOR_SIMPLE and 20 <= info <= 23:
+            sizes[initial] = 1
+        elif major == _MAJOR_SIMPLE and info in (25, 26, 27):
+            sizes[initial] = 1 + _ARG_BYTES[info]
+    return bytes(sizes)
+
+
+_SCALAR_SIZE = _scalar_sizes()
+# For integers with a following argument: the least argument allowed, by initial byte.
+_INT_ARG_MIN = {
+    (major << 5) | info: least for major in (0, 1) for info, least in _ARG_MIN.items()
+}
+
+
 class CborRejected(ValueError):
     """The bytes are not CBOR this protocol accepts."""
 
@@ -63,7 +89,25 @@ def scan(data: bytes | bytearray | memoryview, max_depth: int) -> None:
                 return
             stack.pop()
 
+    scalar_size, int_arg_min = _SCALAR_SIZE, _INT_ARG_MIN
     while True:
+        if stack and not stack[-1][1]:
+            # Inside an array: skip a run of fixed-size scalars without the general path.
+            frame = stack[-1]
+            left = frame[0]
+            while left > 1 and pos < end:
+                initial = buf[pos]
+                size = scalar_size[initial]
+                if not size:
+                    break
+                if size > 1 and initial < 0x40:
+                    least = int_arg_min[initial]
+                    if int.from_bytes(buf[pos + 1 : pos + size], "big") < least:
+                        break  # the general path names the error
+                pos += size
+                left -= 1
+            frame[2] += frame[0] - left
+            frame[0] = left
         if pos >= end:
             raise CborRejected("truncated: an item is missing", pos)
         start = pos
