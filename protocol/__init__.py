@@ -11,19 +11,24 @@ from __future__ import annotations
 from importlib.resources import files
 
 from protocol.batch import Batch, ClockEstimate, Series, parse_batch
+from protocol.envelope import Envelope, encode_envelope, parse_envelope
 from protocol.errors import ProtocolError
 from protocol.health import HealthReport, parse_health
-from protocol.replies import encode_ack, encode_error
+from protocol.replies import encode_ack, encode_error, encode_health_ack
 
 __all__ = [
     "Batch",
     "ClockEstimate",
+    "Envelope",
     "HealthReport",
     "ProtocolError",
     "Series",
     "encode_ack",
+    "encode_envelope",
     "encode_error",
+    "encode_health_ack",
     "parse_batch",
+    "parse_envelope",
     "parse_health",
     "schema_text",
 ]

@@ -40,7 +40,7 @@ from protocol.constants import (
 from protocol.decoding import check_int64, check_map, check_text, check_uint, decode_message, fail
 from protocol.errors import ProtocolError
 
-DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 _BATCH_KEYS = {

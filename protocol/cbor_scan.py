@@ -45,9 +45,7 @@ def _scalar_sizes() -> bytes:
 
 _SCALAR_SIZE = _scalar_sizes()
 # For integers with a following argument: the least argument allowed, by initial byte.
-_INT_ARG_MIN = {
-    (major << 5) | info: least for major in (0, 1) for info, least in _ARG_MIN.items()
-}
+_INT_ARG_MIN = {(major << 5) | info: least for major in (0, 1) for info, least in _ARG_MIN.items()}
 
 
 class CborRejected(ValueError):

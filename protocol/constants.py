@@ -53,6 +53,9 @@ ACK_BOOT = 1
 ACK_HIGH_SEQ = 2
 ACK_GATEWAY_TIME = 3
 
+# health-ack
+HEALTH_ACK_GATEWAY_TIME = 1
+
 # error-body
 ERROR_CODE = 1
 ERROR_REASON = 2
@@ -71,6 +74,16 @@ HEALTH_SAMPLED = 9
 HEALTH_QUARANTINED = 10
 HEALTH_FIRMWARE = 11
 HEALTH_DEVICE_TIME = 12
+
+# gateway-envelope
+ENVELOPE_GATEWAY = 1
+ENVELOPE_RECEIVED = 2
+ENVELOPE_SPOOL_ID = 3
+ENVELOPE_PAYLOAD = 4
+
+# NATS subjects (gateway -> cloud): one subject per device keeps a device's messages in order.
+SUBJECT_TELEMETRY = "tlm"  # tlm.<gateway>.<device>
+SUBJECT_HEALTH = "health"  # health.<gateway>.<device>
 
 BOOT_REASONS = {
     0: "power-on",
@@ -95,6 +108,7 @@ MAX_POINTS_PER_SERIES = 4096
 MAX_READINGS_PER_BATCH = 16384
 MAX_BLOCK_BYTES = MAX_BATCH_BYTES
 MAX_REASON_BYTES = 240  # error-body reason, UTF-8 bytes
+MAX_ENVELOPE_BYTES = MAX_BATCH_BYTES + 256  # a batch plus the gateway's few fields
 
 # Ranges of the integer fields.
 UINT32_MAX = 2**32 - 1

@@ -208,7 +208,7 @@ def _valid() -> list[tuple[str, str, Any, str]]:
             "longest-names",
             "telemetry-batch",
             _batch(
-                device="A" + "b.c:d_e-" * 7 + "fghijkl" + "9" * 0,
+                device="A" + "b_c-d" * 12 + "efg",
                 series=[_plain("m" + "x_9" * 10 + "z", [0], [1])],
             ),
             "a 64-character device id and a 32-character metric name",
@@ -459,6 +459,22 @@ def _invalid() -> list[tuple[str, str, Any, str, str, str]]:
             "4.22",
             "does not match",
             "spaces are not allowed in a device id",
+        ),
+        (
+            "device-dot",
+            "telemetry-batch",
+            _batch(device="kitchen.sensor"),
+            "4.22",
+            "does not match",
+            "a dot would split the device's NATS subject token",
+        ),
+        (
+            "device-colon",
+            "telemetry-batch",
+            _batch(device="kitchen:1"),
+            "4.22",
+            "does not match",
+            "a colon would make the idempotency key ambiguous",
         ),
         (
             "device-newline",

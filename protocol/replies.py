@@ -15,6 +15,7 @@ from protocol.constants import (
     ERROR_CODE,
     ERROR_GATEWAY_TIME,
     ERROR_REASON,
+    HEALTH_ACK_GATEWAY_TIME,
     KEY_VERSION,
     MAX_REASON_BYTES,
     SCHEMA_VERSION,
@@ -32,6 +33,13 @@ def encode_ack(boot: int, high_seq: int, gateway_time_us: int) -> bytes:
             ACK_GATEWAY_TIME: gateway_time_us,
         },
         canonical=True,
+    )
+
+
+def encode_health_ack(gateway_time_us: int) -> bytes:
+    """The 2.04 body of `POST /h`: only the gateway's clock."""
+    return cbor2.dumps(
+        {KEY_VERSION: SCHEMA_VERSION, HEALTH_ACK_GATEWAY_TIME: gateway_time_us}, canonical=True
     )
 
 

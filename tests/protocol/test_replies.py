@@ -5,7 +5,15 @@ from __future__ import annotations
 import cbor2
 import pytest
 
-from protocol import ProtocolError, encode_ack, encode_error
+from protocol import (
+    Envelope,
+    ProtocolError,
+    encode_ack,
+    encode_envelope,
+    encode_error,
+    encode_health_ack,
+    parse_envelope,
+)
 from protocol.constants import MAX_REASON_BYTES, SERVICE_UNAVAILABLE, UNPROCESSABLE_ENTITY
 
 from .conftest import cddl_schema
@@ -38,3 +46,32 @@ def test_long_reasons_are_cut_on_a_character_boundary(reason):
     assert len(text.encode()) <= MAX_REASON_BYTES
     assert text.endswith("...")
     assert reason.startswith(text[:-3])
+
+
+def test_health_ack_matches_schema():
+    body = encode_health_ack(gateway_time_us=42)
+    cddl_schema("health-ack").validate_cbor(body)
+    assert cbor2.loads(body) == {0: 1, 1: 42}
+
+
+def test_envelope_round_trips_the_payload_unchanged():
+    payload = bytes(range(256)) * 3
+    data = encode_envelope("gw-1", received_us=1_764_000_000_000_000, spool_id=9, payload=payload)
+    cddl_schema("gateway-envelope").validate_cbor(data)
+    env = parse_envelope(data)
+    assert env == Envelope("gw-1", 1_764_000_000_000_000, 9, payload)
+
+
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({1: "gw.1"}, "does not match"),
+        ({3: -1}, "unsigned integer"),
+        ({4: "text"}, "expected a byte string"),
+        ({5: 0}, "unknown key 5"),
+    ],
+)
+def test_envelope_refuses_bad_fields(fields, error):
+    good = cbor2.loads(encode_envelope("gw-1", 1, 2, b"x"))
+    with pytest.raises(ProtocolError, match=error):
+        parse_envelope(cbor2.dumps({**good, **fields}))
