@@ -23,6 +23,7 @@ examples:
   ringtail protocol check batch.cbor     validate a telemetry batch as the gateway would
   ringtail protocol check --health h.cbor   validate a health report
   ringtail protocol schema               print the wire contract (CDDL)
+  ringtail gateway run --config gw.toml  run a gateway
 
 Run `ringtail COMMAND --help` for the options of one command.
 """
@@ -72,6 +73,18 @@ def _run_protocol_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway_commands(sub: argparse._SubParsersAction) -> None:
+    try:
+        from gateway.cli import add_commands
+    except ImportError as e:  # a box without the gateway extra
+        sub.add_parser(
+            "gateway",
+            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[gateway]')",
+        )
+        return
+    add_commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ringtail",
@@ -82,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ringtail {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _protocol_commands(sub)
+    _gateway_commands(sub)
     return parser
 
 
