@@ -35,10 +35,32 @@ test *ARGS: ensure
     {{bin}}/pytest {{ARGS}}
 
 # ruff (lint and format) and mypy
-lint: ensure
+lint: ensure lint-firmware
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
     {{bin}}/mypy
+
+# mypy on firmware/ against each port's MicroPython stubs (installed on first use into
+# .venv/stubs/<port>: the two stub packages conflict in one environment)
+lint-firmware: ensure
+    #!/usr/bin/env bash
+    set -euo pipefail
+    common="firmware/ring.py firmware/metalog.py firmware/store.py firmware/sensor.py"
+    for port in esp32 rp2; do
+        dir={{venv}}/stubs/$port
+        if [ ! -f "$dir/.ringtail-stubs" ]; then
+            rm -rf "$dir"
+            {{bin}}/python -m pip install --disable-pip-version-check --quiet --target "$dir" \
+                "micropython-$port-stubs>=1.29,<1.30"
+            touch "$dir/.ringtail-stubs"
+        fi
+        mods="$common firmware/hal_$port.py"
+        # the unix port has no stub package; its modules use only the common library
+        if [ "$port" = esp32 ]; then mods="$mods firmware/noremu.py firmware/hal_unix.py"; fi
+        echo "mypy firmware ($port): $mods"
+        MYPYPATH="firmware:$dir" {{bin}}/mypy --config-file firmware/mypy.ini \
+            --custom-typeshed-dir "$dir" --cache-dir ".mypy_cache/firmware-$port" $mods
+    done
 
 # run the benchmarks and print their tables (extra arguments select benchmarks by name)
 bench *ARGS: ensure

@@ -1,0 +1,32 @@
+"""One pytest test per MicroPython test function in firmware/tests/t_*.py, each run under
+`micropython -X heapsize=64K` (see mprun.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from . import mprun
+
+SCRIPTS = [
+    "t_nor",
+    "t_ring",
+    "t_alloc",
+    "t_device",
+    "t_badblock",
+    "t_wear",
+    "t_resets",
+    "t_powerloss",
+]
+CASES = [(s, n) for s in SCRIPTS for n in mprun.test_names(s)]
+
+
+def test_every_script_is_collected() -> None:
+    found = sorted(p.stem for p in mprun.SCRIPTS.glob("t_*.py"))
+    assert found == sorted(SCRIPTS)
+    for s in SCRIPTS:
+        assert mprun.test_names(s), f"{s} has no tests"
+
+
+@pytest.mark.parametrize(("script", "name"), CASES, ids=[f"{s}::{n}" for s, n in CASES])
+def test_micropython(run_mp, script: str, name: str) -> None:
+    run_mp(script, name)
