@@ -19,7 +19,6 @@ from pathlib import Path
 import crc32c as crc32c_ref  # an independent CRC-32C, to check the format by hand
 import pytest
 
-from gateway import spool as spool_mod
 from gateway.spool import (
     Record,
     RecoveryReport,
@@ -27,9 +26,8 @@ from gateway.spool import (
     SpoolClosed,
     SpoolFull,
     SpoolWriteError,
-    encode_record,
-    scan_segment,
 )
+from gateway.spool_format import encode_record, encode_segment_header, scan_segment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,7 +91,7 @@ def test_record_bytes_match_the_documented_layout():
 
 
 def test_segment_header_and_zero_fill_are_never_records():
-    header = spool_mod.encode_segment_header(42)
+    header = encode_segment_header(42)
     assert header[:8] == b"RTSG\x01\x00\x00\x00" and struct.unpack_from("<Q", header, 8)[0] == 42
     assert struct.unpack_from("<I", header, 16)[0] == crc32c_ref.crc32c(header[:16])
     scan = scan_segment(header + bytes(4096), 42)
@@ -261,7 +259,7 @@ async def _expect(path: Path, records: int, truncated: int) -> None:
 
 def test_torn_header_of_a_new_last_segment_is_removed(tmp_path):
     _spool_with_three(tmp_path)
-    header = spool_mod.encode_segment_header(4)
+    header = encode_segment_header(4)
     for cut in range(len(header)):
         (tmp_path / f"{4:020d}.seg").write_bytes(header[:cut])
         run(_expect(tmp_path, records=3, truncated=cut))
