@@ -1,0 +1,752 @@
+"""Reference Ringtail block codec (native/SPEC.md) in the Python subset MicroPython runs.
+
+The device encodes its flash records with this module; the gateway and cloud decode them with
+the C codec in native/, and the two must agree byte for byte (tests/native prove it). Runs on
+CPython too.
+
+    codec = Codec(256)                              # buffers for 256-point blocks, once
+    block = codec.encode(timestamps, values)        # needs binary64 floats (unix port)
+    block = codec.encode_decimal(timestamps, counts, 2)   # integers only: float32 ports
+    ts, values = codec.decode(block)                # views of the codec's own arrays
+
+Memory: a Codec owns its buffers, sized once for `max_points`; encode and decode reuse them
+(measured in native/DESIGN.md). 64-bit quantities (timestamps, XOR patterns) are long ints on
+the device: that allocation is unavoidable in pure Python and bounded by the block size.
+"""
+
+import struct
+from array import array
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+FORMAT_VERSION = const(1)
+MAX_POINTS = const(1000000)
+MODE_XOR = const(0)
+MODE_DECIMAL = const(1)
+MODE_SCALED = const(2)
+_HEADER = const(6)
+_FRAME = const(128)
+_MAX_EXP = const(18)
+_SAMPLE = const(32)
+_SCALE_SAMPLE = const(256)
+_SCALE_DIVISORS = const(4)
+_EXACT_LIMIT = const(9007199254740992)  # 2^53: |n| below it converts to float exactly
+_M64 = const(0xFFFFFFFFFFFFFFFF)
+_NO_LEAD = const(65)
+_TRAIL_THRESHOLD = const(6)
+
+# float(10**e) is exact for e <= 22; float literals are not always correctly rounded on ports.
+_POW10 = [float(10**e) for e in range(_MAX_EXP + 1)]
+_LEAD_OF_CODE = (0, 8, 12, 16, 18, 20, 22, 24)
+
+
+class CodecError(ValueError):
+    pass
+
+
+def _lead_round(clz):
+    if clz < 8:
+        return 0
+    if clz < 12:
+        return 8
+    if clz < 16:
+        return 12
+    if clz >= 24:
+        return 24
+    return clz & ~1
+
+
+def _lead_code(lead):
+    return _LEAD_OF_CODE.index(lead)
+
+
+def _bitlen(v):
+    n = 0
+    while v >= 0x10000:
+        v >>= 16
+        n += 16
+    while v:
+        v >>= 1
+        n += 1
+    return n
+
+
+def _ctz(v):  # v != 0
+    n = 0
+    while not v & 0xFFFF:
+        v >>= 16
+        n += 16
+    while not v & 1:
+        v >>= 1
+        n += 1
+    return n
+
+
+def _zigzag(u):  # u: 64-bit two's complement pattern
+    return ((u << 1) & _M64) ^ (_M64 if u >> 63 else 0)
+
+
+def _unzigzag(z):
+    return (z >> 1) ^ (_M64 if z & 1 else 0)
+
+
+def _signed(u):
+    return u - (1 << 64) if u >> 63 else u
+
+
+class _Writer:
+    # LSB-first bit writer into a caller-owned bytearray (SPEC.md: Bits).
+    def __init__(self, buf, pos):
+        self.buf = buf
+        self.pos = pos
+        self.acc = 0
+        self.fill = 0
+
+    def put(self, v, n):
+        self.acc |= v << self.fill
+        self.fill += n
+        buf = self.buf
+        while self.fill >= 8:
+            buf[self.pos] = self.acc & 0xFF
+            self.pos += 1
+            self.acc >>= 8
+            self.fill -= 8
+
+    def flush(self):
+        if self.fill:
+            self.buf[self.pos] = self.acc & 0xFF
+            self.pos += 1
+        self.acc = 0
+        self.fill = 0
+        return self.pos
+
+
+class _Reader:
+    # Reads past `end` raise: the stream is never trusted to stop by itself.
+    def __init__(self, buf, pos, end):
+        self.buf = buf
+        self.pos = pos * 8
+        self.end = end * 8
+
+    def get(self, n):
+        pos = self.pos
+        if pos + n > self.end:
+            raise CodecError("block truncated: a field runs past the end")
+        buf = self.buf
+        v = 0
+        got = 0
+        while got < n:
+            byte = pos >> 3
+            sh = pos & 7
+            take = 8 - sh
+            if take > n - got:
+                take = n - got
+            v |= ((buf[byte] >> sh) & ((1 << take) - 1)) << got
+            got += take
+            pos += take
+        self.pos = pos
+        return v
+
+
+def _put_varint(buf, pos, v):
+    # LEB128: 7 bits per byte, least significant group first, high bit = more follow.
+    while v >= 0x80:
+        buf[pos] = (v & 0x7F) | 0x80
+        v >>= 7
+        pos += 1
+    buf[pos] = v
+    return pos + 1
+
+
+def _varint_len(v):
+    n = 1
+    while v >= 0x80:
+        v >>= 7
+        n += 1
+    return n
+
+
+def _get_varint(buf, pos, end):
+    # (new pos, value) of a canonical varint: <= 10 bytes, fits 64 bits, no zero last group.
+    x = 0
+    for i in range(10):
+        if pos + i >= end:
+            break
+        b = buf[pos + i]
+        if i == 9 and (b & 0x7F) > 1:
+            break
+        x |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            if i and not b:
+                break
+            return pos + i + 1, x
+    raise CodecError("block truncated: a field runs past the end")
+
+
+def _frame_cost(flen, w, cnt, ew):
+    c = 1 + (flen * w + 7) // 8
+    if cnt:
+        c += 2 + cnt + (cnt * ew + 7) // 8
+    return c
+
+
+def _choose_width(items, s, flen, hist, lens):
+    # (w, exceptions, maxl, bytes) of the canonical frame: widest first, narrower only if
+    # strictly smaller (SPEC.md: Frames).
+    for i in range(65):
+        hist[i] = 0
+    for i in range(flen):
+        b = _bitlen(items[s + i])
+        lens[i] = b
+        hist[b] += 1
+    maxl = 64
+    while maxl and not hist[maxl]:
+        maxl -= 1
+    best_w = maxl
+    best_cost = _frame_cost(flen, maxl, 0, 0)
+    best_cnt = 0
+    cnt = 0
+    for w in range(maxl - 1, -1, -1):
+        cnt += hist[w + 1]
+        c = _frame_cost(flen, w, cnt, maxl - w)
+        if c < best_cost:
+            best_cost = c
+            best_w = w
+            best_cnt = cnt
+    return best_w, best_cnt, maxl, best_cost
+
+
+def _frames_size(items, n, hist, lens):
+    total = 0
+    for s in range(0, n, _FRAME):
+        total += _choose_width(items, s, min(_FRAME, n - s), hist, lens)[3]
+    return total
+
+
+def _frames_encode(items, n, buf, pos, hist, lens):
+    for s in range(0, n, _FRAME):
+        flen = min(_FRAME, n - s)
+        w, best_cnt, maxl, _ = _choose_width(items, s, flen, hist, lens)
+        ew = maxl - w
+        buf[pos] = w | (0x80 if best_cnt else 0)
+        pos += 1
+        if best_cnt:
+            buf[pos] = best_cnt - 1
+            buf[pos + 1] = ew
+            pos += 2
+        bw = _Writer(buf, pos)
+        m = (1 << w) - 1
+        if w:
+            for i in range(flen):
+                bw.put(items[s + i] & m, w)
+        pos = bw.flush()
+        if best_cnt:
+            for i in range(flen):
+                if lens[i] > w:
+                    buf[pos] = i
+                    pos += 1
+            bw.pos = pos
+            for i in range(flen):
+                if lens[i] > w:
+                    bw.put(items[s + i] >> w, ew)
+            pos = bw.flush()
+    return pos
+
+
+def _frame_decode(buf, pos, end, flen, out, start):
+    if pos >= end:
+        raise CodecError("block truncated: a field runs past the end")
+    h = buf[pos]
+    pos += 1
+    w = h & 0x7F
+    if w > 64:
+        raise CodecError("malformed integer frame")
+    cnt = 0
+    ew = 0
+    if h & 0x80:
+        if end - pos < 2:
+            raise CodecError("block truncated: a field runs past the end")
+        cnt = buf[pos] + 1
+        ew = buf[pos + 1]
+        pos += 2
+        if cnt > flen or ew < 1 or w + ew > 64:
+            raise CodecError("malformed integer frame")
+    nb = (flen * w + 7) // 8
+    if end - pos < nb:
+        raise CodecError("block truncated: a field runs past the end")
+    r = _Reader(buf, pos, pos + nb)
+    for i in range(flen):
+        out[start + i] = r.get(w) if w else 0
+    pos += nb
+    if cnt:
+        hb = (cnt * ew + 7) // 8
+        if end - pos < cnt + hb:
+            raise CodecError("block truncated: a field runs past the end")
+        r = _Reader(buf, pos + cnt, pos + cnt + hb)
+        prev = -1
+        for i in range(cnt):
+            p = buf[pos + i]
+            if p >= flen or p <= prev:
+                raise CodecError("malformed integer frame")
+            prev = p
+            out[start + p] |= r.get(ew) << w
+        pos += cnt + hb
+    return pos
+
+
+def _int_of(mode, param, v):
+    # (ok, n): the mode's decode formula gives back v bit for bit. Same steps as the C encoder.
+    x = v * _POW10[param] if mode == MODE_DECIMAL else v / param
+    if not abs(x) < _EXACT_LIMIT:  # also NaN and inf
+        return False, 0
+    n = round(x)
+    d = n / _POW10[param] if mode == MODE_DECIMAL else n * param
+    if d != v or (d == 0 and struct.pack("<d", v) != struct.pack("<d", d)):
+        return False, 0
+    return True, n
+
+
+def _sample_hits(mode, param, values, n, s):
+    hits = 0
+    for i in range(s):
+        if _int_of(mode, param, values[i * n // s])[0]:
+            hits += 1
+    return hits
+
+
+def _sample_cost(mode, param, values, n, s):
+    # Estimated bits per sampled value: the magnitude of n, or 96 (an exception).
+    bits = 0
+    for i in range(s):
+        ok, k = _int_of(mode, param, values[i * n // s])
+        bits += _bitlen(_zigzag(k & _M64)) if ok else 96
+    return bits
+
+
+def _choose_exponent(values, n):
+    # (e, hits): most exact sample values, ties to the smallest exponent.
+    s = min(n, _SAMPLE)
+    best = 0
+    best_hits = 0
+    for e in range(_MAX_EXP + 1):
+        h = _sample_hits(MODE_DECIMAL, e, values, n, s)
+        if h > best_hits:
+            best_hits = h
+            best = e
+    return best, best_hits
+
+
+def _isfinite(x):
+    return x == x and x - x == 0
+
+
+def _choose_scale(values, n):
+    # A factor s with v == n * s for most sampled values, or 0 (SPEC.md: Encoder choices).
+    s = min(n, _SCALE_SAMPLE)
+    xs = []
+    for i in range(s):
+        x = values[i * n // s]
+        if _isfinite(x) and x != 0:
+            xs.append(x)
+    if len(xs) < 2:
+        return 0.0
+    xs.sort()
+    m = xs[0] if abs(xs[0]) >= abs(xs[-1]) else xs[-1]
+    d = float("inf")
+    for i in range(len(xs)):
+        if abs(xs[i]) < d:
+            d = abs(xs[i])
+        if i and xs[i] > xs[i - 1] and xs[i] - xs[i - 1] < d:
+            d = xs[i] - xs[i - 1]
+    xs = None
+    if not (d > 0 and _isfinite(d)):
+        return 0.0
+    best = 0.0
+    best_hits = 0
+    for div in range(1, _SCALE_DIVISORS + 1):
+        step = d / div
+        if step == 0:  # underflow: C's m / 0.0 is inf and fails the next test too
+            continue
+        q = m / step
+        if not abs(q) < _EXACT_LIMIT:
+            continue
+        nm = round(q)
+        if nm == 0:
+            continue
+        c = _bits(abs(m / nm))
+        for ulp in (0, 1, -1):
+            cand = _float((c + ulp) & _M64)
+            if not (cand > 0 and _isfinite(cand)):
+                continue
+            h = _sample_hits(MODE_SCALED, cand, values, n, s)
+            if h > best_hits:
+                best_hits = h
+                best = cand
+    return best if 2 * best_hits > s else 0.0
+
+
+def _bits(v):
+    return struct.unpack("<Q", struct.pack("<d", v))[0]
+
+
+def _float(u):
+    return struct.unpack("<d", struct.pack("<Q", u))[0]
+
+
+def _xor_bits(values, n):
+    # Bits the XOR section spends after its first value: the encoder's decisions, counted.
+    total = 0
+    stored = _NO_LEAD
+    prev = _bits(values[0]) if n else 0
+    for i in range(1, n):
+        cur = _bits(values[i])
+        x = cur ^ prev
+        prev = cur
+        if not x:
+            total += 2
+            stored = _NO_LEAD
+            continue
+        lead = _lead_round(64 - _bitlen(x))
+        trail = _ctz(x)
+        if trail > _TRAIL_THRESHOLD:
+            total += 11 + 64 - lead - trail
+            stored = _NO_LEAD
+        elif lead == stored:
+            total += 2 + 64 - lead
+        else:
+            total += 5 + 64 - lead
+            stored = lead
+    return total
+
+
+class Codec:
+    """Encoder and decoder with buffers for blocks of up to `max_points` points."""
+
+    def __init__(self, max_points=256):
+        if not 0 <= max_points <= MAX_POINTS:
+            raise ValueError("max_points out of range")
+        self.max_points = max_points
+        # Typed arrays, not lists: no boxed ints or floats stay on the heap between calls
+        # to fragment it (a 64 KB heap has little room for that).
+        zeros = [0] * max_points
+        self._items = array("Q", zeros)
+        self._exc = array("I", zeros)
+        zeros = None
+        # Decode buffers come with the first decode(): a device that only encodes never
+        # pays for them.
+        self._ts = None
+        self._values = None
+        self._hist = [0] * 65
+        self._lens = bytearray(_FRAME)
+        self._buf = bytearray(encode_bound(max_points))
+        self._plan = (0, 0)
+
+    def encode(self, timestamps, values):
+        """A block (bytes) of the points; the same bytes the C encoder writes."""
+        n = len(timestamps)
+        if n != len(values):
+            raise ValueError("timestamps and values differ in length")
+        vals = self._encode_timestamps(timestamps, n)
+        buf = self._buf
+        # Values: decimal, scaled or XOR (SPEC.md: Encoder choices). Sizes first, then only
+        # the winner is written.
+        e, dec_hits = _choose_exponent(values, n)
+        dec_sample = min(n, _SAMPLE)
+        sc_sample = min(n, _SCALE_SAMPLE)
+        best = None
+        # An integer mode exact on at most half of its sample is not planned (see the C);
+        # of two candidates, the one with the smaller sampled integers is (ties: decimal).
+        if 2 * dec_hits > dec_sample:
+            best = (MODE_DECIMAL, e)
+        if dec_hits < dec_sample:
+            scale = _choose_scale(values, n)
+            if scale > 0 and (
+                best is None
+                or _sample_cost(MODE_SCALED, scale, values, n, sc_sample) * dec_sample
+                < _sample_cost(MODE_DECIMAL, e, values, n, dec_sample) * sc_sample
+            ):
+                best = (MODE_SCALED, scale)
+        best_size = self._plan_ints(best[0], best[1], values, n)[2] if best else 0
+        use_xor = n == 0 or best is None
+        if not use_xor and best_size > 8 + (2 * (n - 1) + 7) // 8:
+            use_xor = 8 + (_xor_bits(values, n) + 7) // 8 < best_size
+        if use_xor:
+            buf[1] = MODE_XOR
+            end = self._encode_xor(values, n, vals)
+        else:
+            buf[1] = best[0] | self._plan[0] << 2
+            end = self._write_ints(best, values, n, vals)
+        return bytes(memoryview(buf)[:end])
+
+    def encode_decimal(self, timestamps, counts, e):
+        """A decimal-mode block of the values counts[i] / 10**e, from integers only: for
+        ports whose floats are single precision, where encode() cannot reproduce binary64
+        arithmetic. native.decode gives back exactly counts[i] / 10**e as binary64. The
+        bytes equal encode()'s (and the C encoder's) for those values whenever that encoder
+        would choose decimal mode with this e; otherwise they are another valid encoding."""
+        n = len(timestamps)
+        if n != len(counts):
+            raise ValueError("timestamps and counts differ in length")
+        if not 0 <= e <= _MAX_EXP:
+            raise ValueError("e must be in 0..18")
+        for i in range(n):
+            if not -_EXACT_LIMIT < counts[i] < _EXACT_LIMIT:
+                raise ValueError("counts must be integers below 2**53 in magnitude")
+        vals = self._encode_timestamps(timestamps, n)
+        self._plan_counts(counts, n)
+        self._buf[1] = MODE_DECIMAL | self._plan[0] << 2
+        end = self._write_ints((MODE_DECIMAL, e), counts, n, vals)
+        return bytes(memoryview(self._buf)[:end])
+
+    def _encode_timestamps(self, timestamps, n):
+        # Header and timestamp section; returns where the value section starts.
+        if n > self.max_points:
+            raise ValueError("more points than this Codec was sized for")
+        buf = self._buf
+        items = self._items
+        buf[0] = FORMAT_VERSION
+        struct.pack_into("<I", buf, 2, n)
+        # t0 as a varint, then t1 - t0 and the deltas of deltas (mod 2^64).
+        vals = _HEADER
+        if n:
+            prev = timestamps[0] & _M64
+            vals = _put_varint(buf, vals, _zigzag(prev))
+            delta = 0
+            for i in range(1, n):
+                t = timestamps[i] & _M64
+                d = (t - prev) & _M64
+                items[i - 1] = _zigzag(d if i == 1 else (d - delta) & _M64)
+                delta = d
+                prev = t
+            vals = _frames_encode(items, n - 1, buf, vals, self._hist, self._lens)
+        return vals
+
+    def _plan_counts(self, counts, n):
+        # _plan_ints for integers given directly: no exceptions.
+        items = self._items
+        prev = 0
+        bits0 = 0
+        bits1 = 0
+        for i in range(n):
+            k = counts[i]
+            bits0 += _bitlen(_zigzag(k & _M64))
+            bits1 += _bitlen(_zigzag((k - prev) & _M64))
+            items[i] = k & _M64
+            prev = k
+        self._order_items(n, 0 if bits0 < bits1 else 1)
+        self._plan = (0 if bits0 < bits1 else 1, 0)
+
+    def _order_items(self, n, order):
+        items = self._items
+        for i in range(n - 1, -1, -1):
+            items[i] = _zigzag((items[i] - items[i - 1]) & _M64 if order and i else items[i])
+
+    def _plan_ints(self, mode, param, values, n):
+        # Fills _items (transformed) and _exc; returns (order, exceptions, section bytes).
+        items = self._items
+        exc = self._exc
+        nexc = 0
+        prev = 0
+        bits0 = 0
+        bits1 = 0
+        for i in range(n):
+            ok, k = _int_of(mode, param, values[i])
+            if not ok:
+                exc[nexc] = i
+                nexc += 1
+                k = prev
+            bits0 += _bitlen(_zigzag(k & _M64))
+            bits1 += _bitlen(_zigzag((k - prev) & _M64))
+            items[i] = k & _M64
+            prev = k
+        order = 0 if bits0 < bits1 else 1
+        self._order_items(n, order)
+        size = (1 if mode == MODE_DECIMAL else 8) + _varint_len(nexc)
+        size += _frames_size(items, n, self._hist, self._lens)
+        self._plan = (order, nexc)
+        return order, nexc, size + 12 * nexc
+
+    def _write_ints(self, best, values, n, pos):
+        mode, param = best
+        nexc = self._plan[1]
+        buf = self._buf
+        if mode == MODE_DECIMAL:
+            buf[pos] = param
+            pos += 1
+        else:
+            struct.pack_into("<d", buf, pos, param)
+            pos += 8
+        pos = _put_varint(buf, pos, nexc)
+        pos = _frames_encode(self._items, n, buf, pos, self._hist, self._lens)
+        exc = self._exc
+        for j in range(nexc):
+            struct.pack_into("<Id", buf, pos, exc[j], values[exc[j]])
+            pos += 12
+        return pos
+
+    def _encode_xor(self, values, n, pos):
+        buf = self._buf
+        if not n:
+            return pos
+        prev = _bits(values[0])
+        struct.pack_into("<Q", buf, pos, prev)
+        bw = _Writer(buf, pos + 8)
+        stored = _NO_LEAD
+        for i in range(1, n):
+            cur = _bits(values[i])
+            x = cur ^ prev
+            prev = cur
+            if not x:
+                bw.put(0, 2)
+                stored = _NO_LEAD
+                continue
+            lead = _lead_round(64 - _bitlen(x))
+            trail = _ctz(x)
+            if trail > _TRAIL_THRESHOLD:
+                sig = 64 - lead - trail
+                bw.put(1 | _lead_code(lead) << 2 | sig << 5, 11)
+                bw.put(x >> trail, sig)
+                stored = _NO_LEAD
+            elif lead == stored:
+                bw.put(2, 2)
+                bw.put(x, 64 - lead)
+            else:
+                bw.put(3 | _lead_code(lead) << 2, 5)
+                bw.put(x, 64 - lead)
+                stored = lead
+        return bw.flush()
+
+    def decode(self, block):
+        """(timestamps, values): memoryviews of n items over this Codec's own arrays, valid
+        until its next decode. CodecError for an unreadable block."""
+        end = len(block)
+        n = block_count(block)
+        if n > self.max_points:
+            raise CodecError("block holds more points than this Codec was sized for")
+        items = self._items
+        if self._ts is None:
+            self._ts = array("q", [0] * self.max_points)
+            self._values = array("d", [0.0] * self.max_points)
+        ts = self._ts
+        values = self._values
+        pos = _HEADER
+        if n:
+            pos, prev = _get_varint(block, pos, end)
+            prev = _unzigzag(prev)
+            ts[0] = _signed(prev)
+            for s in range(0, n - 1, _FRAME):
+                pos = _frame_decode(block, pos, end, min(_FRAME, n - 1 - s), items, s)
+            delta = 0
+            for i in range(1, n):
+                z = _unzigzag(items[i - 1])
+                delta = z if i == 1 else (delta + z) & _M64
+                prev = (prev + delta) & _M64
+                ts[i] = _signed(prev)
+        mode = block[1] & 3
+        if mode == MODE_XOR:
+            self._decode_xor(block, pos, end, values, n)
+            return memoryview(ts)[:n], memoryview(values)[:n]
+        divide = mode == MODE_DECIMAL
+        param = 1 if divide else 8
+        if end - pos < param + 1:
+            raise CodecError("block truncated: a field runs past the end")
+        if divide:
+            if block[pos] > _MAX_EXP:
+                raise CodecError("unknown value mode or mode parameter out of range")
+            factor = _POW10[block[pos]]
+        else:
+            factor = struct.unpack_from("<d", block, pos)[0]
+            if not (factor > 0 and _isfinite(factor)):
+                raise CodecError("unknown value mode or mode parameter out of range")
+        pos += param
+        order = block[1] >> 2
+        pos, nexc = _get_varint(block, pos, end)
+        if nexc > n:
+            raise CodecError("malformed exception list")
+        for s in range(0, n, _FRAME):
+            pos = _frame_decode(block, pos, end, min(_FRAME, n - s), items, s)
+        k = 0
+        for i in range(n):
+            z = _unzigzag(items[i])
+            k = (k + z) & _M64 if order else z
+            values[i] = _signed(k) / factor if divide else _signed(k) * factor
+        if (end - pos) // 12 < nexc:
+            raise CodecError("block truncated: a field runs past the end")
+        last = -1
+        for _ in range(nexc):
+            p, v = struct.unpack_from("<Id", block, pos)
+            if p >= n or p <= last:
+                raise CodecError("malformed exception list")
+            last = p
+            values[p] = v
+            pos += 12
+        if pos != end:
+            raise CodecError("trailing bytes after the last field")
+        return memoryview(ts)[:n], memoryview(values)[:n]
+
+    def _decode_xor(self, block, pos, end, values, n):
+        if not n:
+            if pos != end:
+                raise CodecError("trailing bytes after the last field")
+            return
+        if end - pos < 8:
+            raise CodecError("block truncated: a field runs past the end")
+        prev = struct.unpack_from("<Q", block, pos)[0]
+        values[0] = struct.unpack_from("<d", block, pos)[0]
+        r = _Reader(block, pos + 8, end)
+        stored = _NO_LEAD
+        for i in range(1, n):
+            flag = r.get(2)
+            if flag == 0:
+                stored = _NO_LEAD
+            elif flag == 1:
+                lead = _LEAD_OF_CODE[r.get(3)]
+                sig = r.get(6)
+                if sig == 0 or lead + sig > 64 - _TRAIL_THRESHOLD - 1:
+                    raise CodecError("malformed XOR-mode bit stream")
+                prev ^= r.get(sig) << (64 - lead - sig)
+                stored = _NO_LEAD
+            elif flag == 2:
+                if stored == _NO_LEAD:
+                    raise CodecError("malformed XOR-mode bit stream")
+                prev ^= r.get(64 - stored)
+            else:
+                stored = _LEAD_OF_CODE[r.get(3)]
+                prev ^= r.get(64 - stored)
+            struct.pack_into("<Q", values, 8 * i, prev)  # the bits, without a float object
+        if (r.pos + 7) // 8 != end:
+            raise CodecError("trailing bytes after the last field")
+
+
+def encode_bound(n):
+    """Bytes any n-point block can need (the C encoder's rt_encode_bound)."""
+    frames = n * 8 + (n + 127) // 128
+    return _HEADER + 10 + frames + 8 + 10 + frames + 12 * n + 16
+
+
+def block_count(block):
+    """The point count a block declares, after the checks rt_block_count makes."""
+    if len(block) < _HEADER:
+        raise CodecError("block truncated: a field runs past the end")
+    if block[0] != FORMAT_VERSION:
+        raise CodecError("unknown block format version")
+    mode = block[1] & 3
+    if mode > MODE_SCALED or block[1] >> 3 or (mode == MODE_XOR and block[1]):
+        raise CodecError("unknown value mode or mode parameter out of range")
+    n = struct.unpack_from("<I", block, 2)[0]
+    least = _HEADER
+    if n:
+        least += 1 + (n - 1 + _FRAME - 1) // _FRAME
+    if mode == MODE_XOR:
+        least += 8 if n else 0
+    else:
+        least += (1 if mode == MODE_DECIMAL else 8) + 1 + (n + _FRAME - 1) // _FRAME
+    if n > MAX_POINTS or len(block) < least:
+        raise CodecError("point count above the limit or more than the block can hold")
+    return n

@@ -1,0 +1,181 @@
+"""Ringtail's C hot paths: CRC-32C and the time-series block codec (native/SPEC.md).
+
+The only public entry to the C code. Every function validates its arguments here, before C
+sees them, and the C functions run with the GIL released (cffi API mode).
+
+    crc32c(data, value=0) -> int
+    encode(timestamps, values) -> bytes
+    decode(block) -> (timestamps: numpy int64 array, values: numpy float64 array)
+
+Buffers (bytes, bytearray, memoryview, array.array, numpy arrays) are read in place, without
+a copy, when they are C-contiguous with the right item type; other sequences are converted.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from native._native import ffi, lib
+
+__all__ = [
+    "CRC32C_BACKEND",
+    "FORMAT_VERSION",
+    "MAX_POINTS",
+    "CodecError",
+    "crc32c",
+    "decode",
+    "encode",
+]
+
+FORMAT_VERSION: int = lib.RT_FORMAT_VERSION
+MAX_POINTS: int = lib.RT_MAX_POINTS
+#: "sse4.2+vpclmulqdq", "sse4.2", "armv8-crc" or "portable" (the last forced by
+#: RINGTAIL_CRC32C_PORTABLE=1 in the environment at import).
+CRC32C_BACKEND: str = ffi.string(lib.rt_crc32c_backend()).decode()
+
+_crc = lib.rt_crc32c
+# Output buffers are written before they are read: skip cffi's zero fill.
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+class _Buffers(threading.local):
+    """Per-thread encoder memory, grown on demand and reused: a fresh multi-megabyte buffer
+    per call would cost more in page faults than encoding does. Bounded by MAX_POINTS
+    (about 60 MB at the limit, 6 MB for a 100,000-point block)."""
+
+    def __init__(self) -> None:
+        self.points = -1
+        self.out: Any = None
+        self.scratch: Any = None
+        self.out_len = ffi.new("size_t *")
+
+    def reserve(self, n: int) -> None:
+        if n > self.points:
+            self.out = _alloc("uint8_t[]", lib.rt_encode_bound(n))
+            self.scratch = _alloc("uint64_t[]", (lib.rt_encode_scratch_bound(n) + 7) // 8)
+            self.points = n
+
+
+_buffers = _Buffers()
+
+_INT64_FORMATS = frozenset({"q", "<q", "=q", "l", "<l", "=l"})
+_FLOAT64_FORMATS = frozenset({"d", "<d", "=d"})
+
+
+class CodecError(ValueError):
+    """A block that is corrupt, truncated, of an unknown version, or otherwise unreadable."""
+
+
+def _bytes_view(data: Any) -> Any:
+    """A uint8_t[] over data's memory; a copy only if data is not contiguous."""
+    try:
+        return ffi.from_buffer("uint8_t[]", data)
+    except TypeError as exc:
+        raise TypeError(f"expected a bytes-like object, got {type(data).__name__}") from exc
+    except (ValueError, BufferError):  # a strided view: copy it into one contiguous block
+        return ffi.from_buffer("uint8_t[]", memoryview(data).tobytes())
+
+
+def crc32c(data: Any, value: int = 0) -> int:
+    """CRC-32C (Castagnoli) of `data`, extending `value` (a previous result) if given."""
+    # bytes go to C as they are (cffi passes their buffer); the common case stays one call.
+    try:
+        if type(data) is bytes:
+            return _crc(value, data, len(data))
+        buf = _bytes_view(data)
+        return _crc(value, buf, len(buf))
+    except OverflowError as exc:  # cffi's check of the uint32_t argument
+        raise ValueError("value must be a CRC-32C result: 0 <= value < 2**32") from exc
+
+
+def _crc32c_impl(name: str) -> Any:
+    """The CRC function of one backend, for tests and benchmarks: "portable", "hw" (crc32
+    instructions, three streams) or "fold" (carry-less multiplication, 1 KiB and up)."""
+    if name == "portable":
+        fn = lib.rt_crc32c_portable
+    elif name == "hw" and lib.rt_crc32c_hw_available():
+        fn = lib.rt_crc32c_hw
+    elif name == "fold" and lib.rt_crc32c_fold_available():
+        fn = lib.rt_crc32c_fold
+    else:
+        raise LookupError(f"no CRC-32C backend {name!r} on this machine")
+
+    def impl(data: Any, value: int = 0) -> int:
+        buf = _bytes_view(data)
+        return fn(value, buf, len(buf))
+
+    return impl
+
+
+def _typed(obj: Any, formats: frozenset[str], dtype: Any, kinds: str, name: str) -> Any:
+    """(cdata pointer, length) over obj's memory if it already is a contiguous 1-D buffer of
+    the C type; otherwise over a converted copy, refusing conversions that lose information
+    (floats as timestamps, uint64 beyond int64)."""
+    try:
+        mv = memoryview(obj)
+    except TypeError:
+        mv = None
+    ctype = "int64_t[]" if dtype is np.int64 else "double[]"
+    if mv is not None and mv.ndim == 1 and mv.c_contiguous and mv.format in formats:
+        return ffi.from_buffer(ctype, mv), mv.nbytes // mv.itemsize
+    if isinstance(obj, str | bytes | bytearray):
+        raise TypeError(f"{name} must be numbers, not {type(obj).__name__}")
+    try:
+        arr = np.asarray(obj)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional")
+    if arr.size == 0:
+        arr = np.empty(0, dtype=dtype)
+    if arr.dtype.kind not in kinds:
+        raise TypeError(
+            f"{name} must be {'integers' if kinds == 'iu' else 'numbers'}, not {arr.dtype}"
+        )
+    try:
+        arr = np.ascontiguousarray(arr.astype(dtype, casting="safe", copy=False))
+    except TypeError as exc:
+        raise TypeError(
+            f"{name}: {arr.dtype} does not convert to {np.dtype(dtype)} safely"
+        ) from exc
+    return ffi.from_buffer(ctype, arr), arr.shape[0]
+
+
+def encode(timestamps: Any, values: Any) -> bytes:
+    """One block holding the points (timestamps[i], values[i]).
+
+    timestamps: int64 (any unit; Ringtail uses ms since the epoch); values: float64.
+    """
+    ts, n = _typed(timestamps, _INT64_FORMATS, np.int64, "iu", "timestamps")
+    vs, m = _typed(values, _FLOAT64_FORMATS, np.float64, "iuf", "values")
+    if n != m:
+        raise ValueError(f"{n} timestamps but {m} values")
+    if n > MAX_POINTS:
+        raise ValueError(f"{n} points: a block holds at most {MAX_POINTS}")
+    b = _buffers
+    b.reserve(n)
+    err = lib.rt_encode(ts, vs, n, b.out, len(b.out), b.scratch, ffi.sizeof(b.scratch), b.out_len)
+    if err:
+        raise MemoryError(ffi.string(lib.rt_strerror(err)).decode())
+    return ffi.buffer(b.out, b.out_len[0])[:]
+
+
+def decode(block: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps int64[n], values float64[n]) of a block; CodecError if it is unreadable."""
+    buf = _bytes_view(block)
+    count = ffi.new("size_t *")
+    err = lib.rt_block_count(buf, len(buf), count)
+    if err:
+        raise CodecError(ffi.string(lib.rt_strerror(err)).decode())
+    n = count[0]
+    ts = np.empty(n, dtype=np.int64)
+    vs = np.empty(n, dtype=np.float64)
+    err = lib.rt_decode(
+        buf, len(buf), ffi.from_buffer("int64_t[]", ts), ffi.from_buffer("double[]", vs), n
+    )
+    if err:
+        raise CodecError(ffi.string(lib.rt_strerror(err)).decode())
+    return ts, vs

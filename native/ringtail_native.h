@@ -1,0 +1,108 @@
+/*
+ * ringtail_native.h: CRC-32C and the Ringtail time-series block codec.
+ *
+ * This header is the C contract; native/SPEC.md is the byte layout, native/DESIGN.md the why.
+ * Python reaches these functions only through native/__init__.py, which validates arguments
+ * first (types, lengths, contiguity) and turns the error codes below into native.CodecError.
+ *
+ * Units and limits
+ *   - Timestamps are int64 in whatever unit the caller uses (Ringtail uses milliseconds since
+ *     the Unix epoch). Any int64 sequence round-trips: gaps, repeats, going backwards, and
+ *     wrap-around of the differences (all difference arithmetic is modulo 2^64).
+ *   - Values are IEEE-754 binary64; every bit pattern round-trips (NaN payloads, -0.0, inf,
+ *     subnormals).
+ *   - A block holds 0..RT_MAX_POINTS points. Lengths are in bytes.
+ *
+ * Threading: every function is reentrant and keeps no state between calls except the CRC
+ * backend choice, made once (thread-safely, pthread_once) on first use. cffi releases the GIL
+ * around every call to these functions (API mode), so large inputs do not block other Python
+ * threads.
+ *
+ * Errors: functions returning int return RT_OK (0) or a negative rt_error; rt_strerror()
+ * gives the message. The decoder reads at most `len` bytes of its input, never writes more
+ * than the count it reported via rt_block_count(), and allocates at most one frame
+ * (RT_FRAME_POINTS items) on the stack; it has no loop whose bound is not derived from `len`
+ * or the validated count.
+ */
+#ifndef RINGTAIL_NATIVE_H
+#define RINGTAIL_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The block format version written in byte 0 of every block (SPEC.md). Not the library
+ * version: it changes only when the bytes change. */
+#define RT_FORMAT_VERSION 1
+/* Largest point count a block may declare: bounds what a decoder allocates (16 bytes per
+ * point: 16 MB) before it has read the rest of the block. */
+#define RT_MAX_POINTS 1000000
+/* Integers are bit-packed in frames of this many items, each with its own width. */
+#define RT_FRAME_POINTS 128
+/* Decimal mode: largest power of ten used as a scale (10^18 is exact in binary64). */
+#define RT_MAX_DECIMAL_EXP 18
+/* Bytes before the timestamp section: version, value mode, u32 count. */
+#define RT_HEADER_BYTES 6
+
+enum rt_value_mode {
+    RT_MODE_XOR = 0,     /* Chimp-style XOR of consecutive bit patterns */
+    RT_MODE_DECIMAL = 1, /* value = n / 10^e, n an integer stream, plus exceptions */
+    RT_MODE_SCALED = 2,  /* value = n * s for a binary64 factor s (ADC counts x scale) */
+};
+
+enum rt_error {
+    RT_OK = 0,
+    RT_E_TRUNCATED = -1, /* the block ends inside a field it declares */
+    RT_E_VERSION = -2,   /* byte 0 is not a format version this library reads */
+    RT_E_MODE = -3,      /* unknown value mode, or a mode parameter out of range */
+    RT_E_COUNT = -4,     /* count above RT_MAX_POINTS, or more than the block can hold */
+    RT_E_FRAME = -5,     /* a frame with width > 64 or an invalid exception list */
+    RT_E_TRAILING = -6,  /* bytes left over after the last field */
+    RT_E_STREAM = -7,    /* an XOR-mode bit stream with an impossible code */
+    RT_E_NOMEM = -8,     /* malloc failed (encoder scratch) */
+    RT_E_CAPACITY = -9,  /* the caller's buffer is smaller than the function needs */
+    RT_E_EXCEPTION = -10 /* an exception list out of order or out of range */
+};
+
+const char *rt_strerror(int err);
+
+/* ---- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, RFC 3720) ----
+ * rt_crc32c(0, "123456789", 9) == 0xE3069283. `crc` is a previous result to extend:
+ * rt_crc32c(rt_crc32c(0, a, n), b, m) == CRC of a followed by b.
+ * The backend (SSE4.2 crc32q on x86-64, plus AVX-512 VPCLMULQDQ folding for buffers of 1 KiB
+ * and more where the CPU has it; ARMv8 CRC32CX on aarch64; or portable slicing-by-8) is
+ * chosen once at first use; RINGTAIL_CRC32C_PORTABLE=1 in the environment forces the
+ * portable one. */
+uint32_t rt_crc32c(uint32_t crc, const uint8_t *data, size_t len);
+/* The backend in use: "sse4.2+vpclmulqdq", "sse4.2", "armv8-crc" or "portable". */
+const char *rt_crc32c_backend(void);
+/* Each implementation directly, so one test run covers all of them whatever rt_crc32c
+ * chose: rt_crc32c_hw is the crc32-instruction path alone (three streams), rt_crc32c_fold
+ * the folding path (buffers under 256 bytes go to the former). Where the CPU lacks them
+ * (the _available functions return 0), they fall back to the next path down. */
+uint32_t rt_crc32c_portable(uint32_t crc, const uint8_t *data, size_t len);
+int rt_crc32c_hw_available(void);
+uint32_t rt_crc32c_hw(uint32_t crc, const uint8_t *data, size_t len);
+int rt_crc32c_fold_available(void);
+uint32_t rt_crc32c_fold(uint32_t crc, const uint8_t *data, size_t len);
+
+/* ---- block codec ----
+ * rt_encode_bound(n): bytes an output buffer needs for any n-point input (n <= RT_MAX_POINTS).
+ * rt_encode_scratch_bound(n): bytes of scratch memory rt_encode needs for n points.
+ * rt_encode(): encodes n points into out (capacity out_cap), stores the block length in
+ *   *out_len. `scratch` (8-byte aligned, scratch_cap bytes) is working memory the caller may
+ *   reuse between calls, sparing a large malloc per block; NULL makes rt_encode allocate it.
+ *   Returns RT_OK, RT_E_COUNT (n too large), RT_E_CAPACITY or RT_E_NOMEM.
+ * rt_block_count(): validates the header and that `len` can hold the declared count;
+ *   stores the count. Call it first, allocate, then decode.
+ * rt_decode(): decodes the whole block into ts[count] and values[count]; `count` must be
+ *   what rt_block_count() returned (RT_E_CAPACITY otherwise). On error the output arrays
+ *   hold unspecified values.
+ */
+size_t rt_encode_bound(size_t n);
+size_t rt_encode_scratch_bound(size_t n);
+int rt_encode(const int64_t *ts, const double *values, size_t n, uint8_t *out, size_t out_cap,
+              void *scratch, size_t scratch_cap, size_t *out_len);
+int rt_block_count(const uint8_t *block, size_t len, size_t *count);
+int rt_decode(const uint8_t *block, size_t len, int64_t *ts, double *values, size_t count);
+
+#endif
