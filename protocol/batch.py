@@ -3,7 +3,8 @@
 `parse_batch` is what the gateway runs on every request. It enforces the schema of
 protocol/telemetry.cddl (the test suite holds it to that file with pycddl on every vector and
 on generated batches) and the semantic rules a schema cannot state:
-timestamps never negative nor decreasing within a series, arrays of equal length, metric
+timestamps never negative nor decreasing within a series (codec blocks are decoded to check
+theirs, and their point count), arrays of equal length, metric
 names unique in a batch, integers that survive Float64 storage, sequence numbers and times
 that stay inside 64 bits, and a cap on the readings one batch can create.
 """
@@ -14,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import native
 from protocol.constants import (
     BATCH_BOOT,
     BATCH_CLOCK,
@@ -156,6 +158,7 @@ def _parse_series(raw: Any, path: str, t0: int) -> Series:
         count = check_uint(raw[SERIES_COUNT], f"{path}.count", MAX_POINTS_PER_SERIES)
         if count == 0:
             raise fail("a block holds at least one point", f"{path}.count")
+        _check_block(block, count, f"{path}.block", t0)
         return Series(metric, count, block=block)
     if keys != _PLAIN:
         raise fail("a series has either ts and values, or block and count", path)
@@ -165,6 +168,23 @@ def _parse_series(raw: Any, path: str, t0: int) -> Series:
     if len(values) != len(ts):
         raise fail(f"{len(values)} values for {len(ts)} timestamps", f"{path}.values")
     return Series(metric, len(ts), ts=ts, values=values)
+
+
+def _check_block(block: bytes, count: int, path: str, t0: int) -> None:
+    """A block must decode (native/SPEC.md) to `count` points whose time offsets obey the
+    same rules as plain ones; a corrupt block is refused here, not carried to the cloud."""
+    try:
+        ts, _values = native.decode(block)
+    except native.CodecError as e:
+        raise fail(f"block does not decode: {e}", path) from None
+    if len(ts) != count:
+        raise fail(f"block holds {len(ts)} points, count says {count}", path)
+    if ts[0] < 0:
+        raise fail(f"time offset {int(ts[0])} is not an unsigned integer", path)
+    if count > 1 and bool((ts[1:] < ts[:-1]).any()):
+        raise fail("time offsets in the block are decreasing", path)
+    if t0 + int(ts[-1]) > INT64_MAX:
+        raise fail("t0 + time offset runs past 2^63 - 1 µs", path)
 
 
 def _check_ts(ts: Any, path: str, t0: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import cbor2
 
+import native
 from protocol.cbor_scan import CborRejected, scan
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -43,6 +44,18 @@ def _batch(**fields: Any) -> dict[int, Any]:
 
 def _plain(metric: str, ts: list[int], values: list[Any]) -> dict[int, Any]:
     return {0: metric, 1: ts, 2: values}
+
+
+def _block(ts: list[int], values: list[float]) -> bytes:
+    return native.encode(ts, values)
+
+
+def _packed(metric: str, ts: list[int], values: list[float]) -> dict[int, Any]:
+    return {0: metric, 3: _block(ts, values), 4: len(ts)}
+
+
+def _steady(n: int, period_us: int = 1_000_000) -> list[int]:
+    return [i * period_us for i in range(n)]
 
 
 def _health(**fields: Any) -> dict[int, Any]:
@@ -230,6 +243,37 @@ def _valid() -> list[tuple[str, str, Any, str]]:
             "telemetry-batch",
             _at_size(16384),
             "a batch of exactly 16384 bytes, the size limit",
+        ),
+        (
+            "codec-block",
+            "telemetry-batch",
+            _batch(
+                series=[
+                    _packed(
+                        "temperature", _steady(256), [21.37 + (i % 7) / 100 for i in range(256)]
+                    )
+                ]
+            ),
+            "256 readings in one native codec block, as a device sends them",
+        ),
+        (
+            "block-and-plain",
+            "telemetry-batch",
+            _batch(
+                series=[
+                    _packed(
+                        "vibration", _steady(64, 1000), [(i * 37 % 101) * 0.001 for i in range(64)]
+                    ),
+                    _plain("battery", [0], [3.7]),
+                ]
+            ),
+            "a codec block and a plain series in one batch",
+        ),
+        (
+            "most-readings",
+            "telemetry-batch",
+            _batch(series=[_packed(f"status{i}", _steady(4096), [0.0] * 4096) for i in range(4)]),
+            "16384 readings in four blocks: the most one batch may create",
         ),
         (
             "health-minimal",
@@ -675,6 +719,46 @@ def _invalid() -> list[tuple[str, str, Any, str, str, str]]:
             "4.22",
             "byte string of 1 to",
             "a codec block with no bytes",
+        ),
+        (
+            "block-corrupt",
+            "telemetry-batch",
+            _batch(series=[{0: "x", 3: b"\x09" + _block([0, 1], [1.0, 2.0])[1:], 4: 2}]),
+            "4.22",
+            "block does not decode",
+            "a block of an unknown format version",
+        ),
+        (
+            "block-count-mismatch",
+            "telemetry-batch",
+            _batch(series=[{0: "x", 3: _block(_steady(5), [1.0] * 5), 4: 3}]),
+            "4.22",
+            "block holds 5 points, count says 3",
+            "count and block disagree",
+        ),
+        (
+            "block-ts-decreasing",
+            "telemetry-batch",
+            _batch(series=[_packed("x", [0, 10, 5], [1.0, 2.0, 3.0])]),
+            "4.22",
+            "decreasing",
+            "device time runs backwards inside a block",
+        ),
+        (
+            "block-ts-negative",
+            "telemetry-batch",
+            _batch(series=[_packed("x", [-5, 0], [1.0, 2.0])]),
+            "4.22",
+            "not an unsigned integer",
+            "a block offset before t0",
+        ),
+        (
+            "too-many-readings",
+            "telemetry-batch",
+            _batch(series=[_packed(f"status{i}", _steady(4096), [0.0] * 4096) for i in range(5)]),
+            "4.13",
+            "20480 readings in one batch, limit 16384",
+            "five full blocks: more rows than one batch may create",
         ),
         (
             "block-count-zero",

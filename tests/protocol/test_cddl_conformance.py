@@ -19,6 +19,10 @@ from .conftest import by_kind, cddl_schema, load_manifest, vector_bytes
 
 # Refused by rules the CDDL cannot state; pycddl accepts these, and must.
 BEYOND_CDDL = {
+    "block-corrupt",
+    "block-count-mismatch",
+    "block-ts-decreasing",
+    "block-ts-negative",
     "duplicate-metric",
     "length-mismatch",
     "seq-overflow",
@@ -59,6 +63,15 @@ def test_cddl_refuses_the_invalid_vectors_except_semantic_ones():
 def test_every_beyond_cddl_vector_exists():
     names = {e["name"] for e in load_manifest()}
     assert names >= BEYOND_CDDL | PYCDDL_MISSES
+
+
+def _pycddl_skips_metric(batch: dict, error: ProtocolError) -> bool:
+    """pycddl 0.6 checks nothing about key 0 of a series matched by the second group choice
+    (block form): not its type, not its pattern. The validator does."""
+    if not error.path.endswith(".metric"):
+        return False
+    index = int(error.path.split("[", 1)[1].split("]", 1)[0])
+    return 3 in batch[6][index]
 
 
 # Near-valid batches: each field is usually right, sometimes of a wrong type or range.
@@ -123,5 +136,14 @@ def test_what_the_cddl_accepts_fails_only_on_rules_beyond_it(batch):
     try:
         parse_batch(data)
     except ProtocolError as e:
-        beyond = ("decreasing", "values for", "more than one series", "Float64", "2^63 - 1")
+        if _pycddl_skips_metric(batch, e):
+            return
+        beyond = (
+            "decreasing",
+            "values for",
+            "more than one series",
+            "Float64",
+            "2^63 - 1",
+            "block",
+        )
         assert any(text in e.reason for text in beyond), str(e)
