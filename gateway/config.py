@@ -9,18 +9,15 @@ local `nats-server -js`. `gateway/deploy/gateway.toml` is a commented example.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from protocol.envelope import GATEWAY_ID
+from ringtail.config import ConfigError, check_sections, read_toml, require, section_values
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the field."""
+__all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,68 +89,23 @@ def load_config(path: Path | None) -> GatewayConfig:
     """Read and check a config file; `None` gives the defaults. Raises `ConfigError`."""
     if path is None:
         return GatewayConfig()
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(raw, source=str(path))
+    return parse_config(read_toml(path), source=str(path))
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> GatewayConfig:
+    check_sections(raw, {*_SECTIONS, "gateway"}, source)
     top = {f.name for f in fields(GatewayConfig)} - set(_SECTIONS)
-    gateway_raw = raw.get("gateway", {})
-    for key in raw:
-        if key not in _SECTIONS and key != "gateway":
-            raise ConfigError(f"{source}: unknown section [{key}]")
-    kwargs: dict[str, Any] = _fields(GatewayConfig, gateway_raw, "gateway", source, only=top)
+    kwargs = section_values(GatewayConfig, raw.get("gateway", {}), "gateway", source, only=top)
     for name, cls in _SECTIONS.items():
-        kwargs[name] = cls(**_fields(cls, raw.get(name, {}), name, source))
+        kwargs[name] = cls(**section_values(cls, raw.get(name, {}), name, source))
     config = GatewayConfig(**kwargs)
     _check(config, source)
     return config
 
 
-def _fields(cls: type, raw: Any, section: str, source: str, only: set[str] | None = None) -> dict:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [{section}] must be a table")
-    known = {f.name: f for f in fields(cls) if only is None or f.name in only}
-    out = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{source}: {section}.{key}: unknown field")
-        out[key] = _convert(value, known[key], f"{section}.{key}", source)
-    return out
-
-
-def _convert(value: Any, f: dataclasses.Field, name: str, source: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else f.type.__name__
-    if kind == "bool":
-        if type(value) is not bool:
-            raise ConfigError(f"{source}: {name}: expected true or false, got {value!r}")
-        return value
-    if kind == "int":
-        if type(value) is not int:
-            raise ConfigError(f"{source}: {name}: expected an integer, got {value!r}")
-        return value
-    if kind == "float":
-        if type(value) not in (int, float):
-            raise ConfigError(f"{source}: {name}: expected a number, got {value!r}")
-        return float(value)
-    if kind == "Path":
-        if type(value) is not str or not value:
-            raise ConfigError(f"{source}: {name}: expected a path, got {value!r}")
-        return Path(value)
-    if type(value) is not str:
-        raise ConfigError(f"{source}: {name}: expected a string, got {value!r}")
-    return value
-
-
 def _check(c: GatewayConfig, source: str) -> None:
     def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise ConfigError(f"{source}: {name}: {what}")
+        require(ok, source, name, what)
 
     need(
         GATEWAY_ID.fullmatch(c.id) is not None,
