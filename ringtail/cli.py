@@ -85,6 +85,18 @@ def _gateway_commands(sub: argparse._SubParsersAction) -> None:
     add_commands(sub)
 
 
+def _cloud_commands(sub: argparse._SubParsersAction) -> None:
+    try:
+        from cloud.cli import add_commands
+    except ImportError as e:  # a box without the cloud extra
+        sub.add_parser(
+            "cloud",
+            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[cloud]')",
+        )
+        return
+    add_commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ringtail",
@@ -96,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _protocol_commands(sub)
     _gateway_commands(sub)
+    _cloud_commands(sub)
     return parser
 
 
