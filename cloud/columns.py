@@ -1,10 +1,9 @@
 """JetStream message bodies → validated batches → columns for one insert. No I/O here.
 
 A message either decodes completely into rows or is poison (`Poison` with the reason): a bad
-envelope, a batch that fails `protocol.parse_batch`, a codec block that fails
-`native.decode` or holds a different number of points than its `count`, or times that
-ClickHouse's DateTime64(6) cannot hold. Poison never reaches an insert, so bad input changes
-no stored state.
+envelope, a batch that fails `protocol.parse_batch` (which also decodes and checks codec
+blocks), or times that ClickHouse's DateTime64(6) cannot hold. Poison never reaches an
+insert, so bad input changes no stored state.
 
 Times (µs since the Unix epoch, UTC) of the k-th point of a series with offset `ts[k]`:
 - `device_ts` = t0 + ts[k], the device's own clock, always kept;
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-import native
 from protocol import Batch, Envelope, ProtocolError, parse_batch, parse_envelope
 from protocol.constants import INT64_MAX
 
@@ -97,20 +95,9 @@ def decode(body: bytes, subject_device: str | None = None) -> Decoded:
     points = []
     lo, hi = INT64_MAX, -1
     for s in batch.series:
-        if s.block is not None:
-            try:
-                offsets, values = native.decode(s.block)
-            except native.CodecError as e:
-                raise Poison(f"series {s.metric!r}: corrupt codec block: {e}") from None
-            if len(offsets) != s.count:
-                raise Poison(
-                    f"series {s.metric!r}: block holds {len(offsets)} points, count says {s.count}"
-                )
-            if len(offsets) and int(offsets.min()) < 0:
-                raise Poison(f"series {s.metric!r}: negative time offset in block")
-        else:
-            offsets = np.asarray(s.ts, dtype=np.int64)
-            values = np.asarray(s.values, dtype=np.float64)
+        # parse_batch decoded and checked codec blocks: both forms arrive as (ts, values).
+        offsets = np.asarray(s.ts, dtype=np.int64)
+        values = np.asarray(s.values, dtype=np.float64)
         if len(offsets):
             lo, hi = min(lo, int(offsets.min())), max(hi, int(offsets.max()))
         points.append((s.metric, offsets, values))

@@ -12,6 +12,7 @@ that stay inside 64 bits, and a cap on the readings one batch can create.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,12 +77,14 @@ class ClockEstimate:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One metric's readings: plain `ts`/`values` lists, or a native codec `block`."""
+    """One metric's `count` readings. `ts` (offsets from t0, µs) and `values` hold them in
+    either form: the CBOR lists of a plain series, or for a series sent as a native codec
+    `block` the numpy arrays decoded from it while validating (so nobody decodes twice)."""
 
     metric: str
     count: int
-    ts: list[int] | None = None
-    values: list[int | float] | None = None
+    ts: Sequence[int]
+    values: Sequence[int | float]
     block: bytes | None = None
 
 
@@ -158,8 +161,8 @@ def _parse_series(raw: Any, path: str, t0: int) -> Series:
         count = check_uint(raw[SERIES_COUNT], f"{path}.count", MAX_POINTS_PER_SERIES)
         if count == 0:
             raise fail("a block holds at least one point", f"{path}.count")
-        _check_block(block, count, f"{path}.block", t0)
-        return Series(metric, count, block=block)
+        ts, values = _check_block(block, count, f"{path}.block", t0)
+        return Series(metric, count, ts, values, block)
     if keys != _PLAIN:
         raise fail("a series has either ts and values, or block and count", path)
     ts, values = raw[SERIES_TS], raw[SERIES_VALUES]
@@ -167,14 +170,15 @@ def _parse_series(raw: Any, path: str, t0: int) -> Series:
     _check_values(values, f"{path}.values")
     if len(values) != len(ts):
         raise fail(f"{len(values)} values for {len(ts)} timestamps", f"{path}.values")
-    return Series(metric, len(ts), ts=ts, values=values)
+    return Series(metric, len(ts), ts, values)
 
 
-def _check_block(block: bytes, count: int, path: str, t0: int) -> None:
+def _check_block(block: bytes, count: int, path: str, t0: int) -> tuple[Any, Any]:
     """A block must decode (native/SPEC.md) to `count` points whose time offsets obey the
-    same rules as plain ones; a corrupt block is refused here, not carried to the cloud."""
+    same rules as plain ones; a corrupt block is refused here, not carried to the cloud.
+    Returns the decoded (offsets, values) arrays."""
     try:
-        ts, _values = native.decode(block)
+        ts, values = native.decode(block)
     except native.CodecError as e:
         raise fail(f"block does not decode: {e}", path) from None
     if len(ts) != count:
@@ -185,6 +189,7 @@ def _check_block(block: bytes, count: int, path: str, t0: int) -> None:
         raise fail("time offsets in the block are decreasing", path)
     if t0 + int(ts[-1]) > INT64_MAX:
         raise fail("t0 + time offset runs past 2^63 - 1 µs", path)
+    return ts, values
 
 
 def _check_ts(ts: Any, path: str, t0: int) -> None:

@@ -153,9 +153,9 @@ def render() -> str:
         "",
         "Rules beyond the CDDL: within a series time offsets never decrease and `ts` and "
         "`values` have equal length; a codec block decodes (native/SPEC.md) to exactly "
-        "`count` points whose offsets obey the same rules; a metric appears in one series per batch; integer "
-        "readings stay within ±2^53 (exact as Float64); `t0` plus every offset, and `seq` plus "
-        "the reading count, stay within 2^63 - 1.",
+        "`count` points whose offsets obey the same rules; a metric appears in one series "
+        "per batch; integer readings stay within ±2^53 (exact as Float64); `t0` plus every "
+        "offset, and `seq` plus the reading count, stay within 2^63 - 1.",
         "",
         "## Limits",
         "",
