@@ -96,8 +96,8 @@ def scan(data: bytes | bytearray | memoryview, max_depth: int) -> None:
             while left > 1 and pos < end:
                 initial = buf[pos]
                 size = scalar_size[initial]
-                if not size:
-                    break
+                if not size or pos + size > end:
+                    break  # not a fixed-size scalar, or cut short: the general path names it
                 if size > 1 and initial < 0x40:
                     least = int_arg_min[initial]
                     if int.from_bytes(buf[pos + 1 : pos + size], "big") < least:

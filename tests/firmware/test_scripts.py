@@ -16,7 +16,11 @@ SCRIPTS = [
     "t_wear",
     "t_resets",
     "t_powerloss",
+    "t_cbor",
+    "t_cbor_vectors",
 ]
+# t_cbor_vectors reads protocol/vectors from here (the scripts run in a temporary directory).
+VECTORS = mprun.ROOT / "protocol" / "vectors"
 CASES = [(s, n) for s in SCRIPTS for n in mprun.test_names(s)]
 
 
@@ -28,5 +32,6 @@ def test_every_script_is_collected() -> None:
 
 
 @pytest.mark.parametrize(("script", "name"), CASES, ids=[f"{s}::{n}" for s, n in CASES])
-def test_micropython(run_mp, script: str, name: str) -> None:
+def test_micropython(run_mp, monkeypatch: pytest.MonkeyPatch, script: str, name: str) -> None:
+    monkeypatch.setenv("RINGTAIL_VECTORS", str(VECTORS))
     run_mp(script, name)
