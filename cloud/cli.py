@@ -1,4 +1,4 @@
-"""`ringtail cloud ...`: run the JetStream → ClickHouse writer."""
+"""`ringtail cloud ...`: run the JetStream → ClickHouse writer, or the HTTP API."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cloud",
-        help="the cloud side: the JetStream → ClickHouse writer",
+        help="the cloud side: the JetStream → ClickHouse writer and the HTTP API",
         description="The cloud side of Ringtail.",
     )
     csub = p.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
@@ -28,6 +28,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     w.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     w.set_defaults(run=_run_writer)
+    a = csub.add_parser(
+        "api",
+        help="serve the HTTP API (docs/api.md) until SIGTERM",
+        description="Serve the HTTP API. Without --config: http://127.0.0.1:8000, chDB data "
+        "under ./var/clickhouse (chDB allows one process: stop the writer, or use a server "
+        "with CLICKHOUSE_URL). Bearer tokens come from RINGTAIL_API_TOKENS or [api] tokens; "
+        "with none, one is generated and printed at start.",
+    )
+    a.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    a.add_argument("--host", help="listen address (overrides api.host)")
+    a.add_argument("--port", type=int, help="listen port (overrides api.port)")
+    a.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    a.set_defaults(run=_run_api)
 
 
 def _run_writer(args: argparse.Namespace) -> int:
@@ -60,4 +73,80 @@ async def _serve(config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, writer.stop)
     await writer.run()
+    return 0
+
+
+def _run_api(args: argparse.Namespace) -> int:
+    """Exit 2: bad configuration; 3: schema newer than this code; 4: ClickHouse did not
+    answer within api.startup_wait_s."""
+    from dataclasses import replace
+
+    from cloud.api.settings import ConfigError, load_api_config, resolve_tokens
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_api_config(args.config)
+    except ConfigError as e:
+        print(f"ringtail cloud: {e}", file=sys.stderr)
+        return 2
+    settings = config.api
+    if args.host is not None:
+        settings = replace(settings, host=args.host)
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    tokens, generated = resolve_tokens(settings)
+
+    import uvicorn
+
+    from cloud.api import create_app
+    from cloud.api.app import wait_for_store
+    from cloud.migrate import SchemaTooNew, migrate
+    from cloud.store import StoreError, open_store
+
+    ch = config.clickhouse
+    try:
+        store = wait_for_store(
+            lambda: open_store(ch.url, ch.chdb_path, ch.timeout_s), settings.startup_wait_s
+        )
+    except StoreError as e:
+        hint = (
+            ""
+            if ch.url
+            else f" (chDB allows one process per directory: is a writer using {ch.chdb_path}? "
+            "Stop it, or run both against a server with CLICKHOUSE_URL)"
+        )
+        print(f"ringtail cloud: ClickHouse did not answer: {e}{hint}", file=sys.stderr)
+        return 4
+    try:
+        migrate(store)
+        app = create_app(settings, store, tokens)
+        if generated is not None:
+            # Printed, never logged to a file by us: the only copy is this terminal.
+            print(
+                "ringtail cloud api: no token configured (RINGTAIL_API_TOKENS); "
+                f"this run accepts:\n  Authorization: Bearer {generated}",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(
+            f"ringtail cloud api: http://{settings.host}:{settings.port} "
+            f"(OpenAPI at /docs and /openapi.json)",
+            file=sys.stderr,
+            flush=True,
+        )
+        # uvicorn drains on SIGTERM/SIGINT, restores the handlers it found and raises the
+        # signal again; with these no-op handlers that re-raise returns, so a drained stop
+        # exits 0 like the writer instead of dying by the signal.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    except SchemaTooNew as e:
+        print(f"ringtail cloud: {e}", file=sys.stderr)
+        return 3
+    finally:
+        store.close()
     return 0

@@ -86,7 +86,8 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Writ
     """The file (if any), then the environment, checked. Raises `ConfigError`."""
     raw: dict[str, Any] = {} if path is None else read_toml(path)
     source = "config" if path is None else str(path)
-    check_sections(raw, set(_SECTIONS), source)
+    # [api] belongs to cloud/api/settings.py: one file can serve the writer and the API.
+    check_sections(raw, {*_SECTIONS, "api"}, source)
     sections = {
         name: cls(**section_values(cls, raw.get(name, {}), name, source))
         for name, cls in _SECTIONS.items()
@@ -98,11 +99,13 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Writ
             value = convert(env[var], f.type, f"{section}.{name} (from ${var})", "environment")
             sections[section] = replace(sections[section], **{name: value})
     config = WriterConfig(**sections)
-    _check(config, source)
+    check_config(config, source)
     return config
 
 
-def _check(c: WriterConfig, source: str) -> None:
+def check_config(c: WriterConfig, source: str) -> None:
+    """The cross-field rules; raises `ConfigError` naming the field."""
+
     def need(ok: bool, name: str, what: str) -> None:
         require(ok, source, name, what)
 
