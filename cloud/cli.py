@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
+
+from ringtail.logs import add_log_level, setup_logging
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "finishes the fetch in hand and stops.",
     )
     w.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
-    w.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(w)
     w.set_defaults(run=_run_writer)
     a = csub.add_parser(
         "api",
@@ -39,18 +40,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     a.add_argument("--host", help="listen address (overrides api.host)")
     a.add_argument("--port", type=int, help="listen port (overrides api.port)")
-    a.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(a)
     a.set_defaults(run=_run_api)
 
 
 def _run_writer(args: argparse.Namespace) -> int:
     from cloud.config import ConfigError, load_config
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -83,11 +80,7 @@ def _run_api(args: argparse.Namespace) -> int:
 
     from cloud.api.settings import ConfigError, load_api_config, resolve_tokens
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level)
     try:
         config = load_api_config(args.config)
     except ConfigError as e:

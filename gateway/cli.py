@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
+from ringtail.logs import add_log_level, setup_logging
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "http://127.0.0.1:9464/metrics. SIGTERM or Ctrl-C drains and stops.",
     )
     run.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level(run)
     run.set_defaults(run=_run)
     check = gsub.add_parser(
         "check-config",
@@ -39,11 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigError as e:
