@@ -14,6 +14,7 @@ import timeit
 import cbor2
 import pycddl
 
+import native
 import protocol
 
 
@@ -24,10 +25,13 @@ def _batches() -> dict[str, bytes]:
     def plain(name, n):
         return {0: name, 1: [i * 1_000_000 for i in range(n)], 2: [20 + i / 100 for i in range(n)]}
 
+    block = native.encode(
+        [i * 1_000_000 for i in range(256)], [21.37 + (i % 9) / 100 for i in range(256)]
+    )
     return {
         "4 series x 64 points": batch([plain(f"m{i}", 64) for i in range(4)]),
         "1 series x 1000 points": batch([plain("m", 1000)]),
-        "8 codec blocks": batch([{0: f"m{i}", 3: bytes(200), 4: 256} for i in range(8)]),
+        "8 codec blocks of 256": batch([{0: f"m{i}", 3: block, 4: 256} for i in range(8)]),
     }
 
 
