@@ -1,4 +1,5 @@
-"""`ringtail cloud ...`: run the JetStream → ClickHouse writer, or the HTTP API."""
+"""`ringtail cloud ...`: run the JetStream → ClickHouse writer, the HTTP API, or both in
+one process (`run`)."""
 
 from __future__ import annotations
 
@@ -33,15 +34,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "api",
         help="serve the HTTP API (docs/api.md) until SIGTERM",
         description="Serve the HTTP API. Without --config: http://127.0.0.1:8000, chDB data "
-        "under ./var/clickhouse (chDB allows one process: stop the writer, or use a server "
-        "with CLICKHOUSE_URL). Bearer tokens come from RINGTAIL_API_TOKENS or [api] tokens; "
-        "with none, one is generated and printed at start.",
+        "under ./var/clickhouse (chDB allows one process: to write too, use `ringtail cloud "
+        "run`, or a server with CLICKHOUSE_URL). Bearer tokens come from RINGTAIL_API_TOKENS "
+        "or [api] tokens; with none, one is generated and printed at start.",
     )
     a.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     a.add_argument("--host", help="listen address (overrides api.host)")
     a.add_argument("--port", type=int, help="listen port (overrides api.port)")
     add_log_level(a)
     a.set_defaults(run=_run_api)
+    r = csub.add_parser(
+        "run",
+        help="run the writer and the API in one process (chDB) until SIGTERM",
+        description="Run the writer and serve the HTTP API in one process, sharing one "
+        "database: chDB allows one process per directory. Without --config: NATS at "
+        "nats://127.0.0.1:4222, chDB data under ./var/clickhouse, the API on "
+        "http://127.0.0.1:8000, and a bearer token generated and printed at start unless "
+        "RINGTAIL_API_TOKENS or [api] tokens sets one. SIGTERM or Ctrl-C stops the API, "
+        "lets the writer finish the fetch in hand, and exits 0.",
+    )
+    r.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    r.add_argument("--host", help="listen address (overrides api.host)")
+    r.add_argument("--port", type=int, help="listen port (overrides api.port)")
+    r.add_argument(
+        "--max-query-s",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="on chDB, an API statement running longer is stopped (503), so it holds the "
+        "shared database at most this long (default: 10)",
+    )
+    add_log_level(r)
+    r.set_defaults(run=_run_both)
 
 
 def _run_writer(args: argparse.Namespace) -> int:
@@ -71,6 +95,13 @@ async def _serve(config) -> int:
         loop.add_signal_handler(sig, writer.stop)
     await writer.run()
     return 0
+
+
+def _run_both(args: argparse.Namespace) -> int:
+    from cloud.run import run_command
+
+    setup_logging(args.log_level)
+    return run_command(args)
 
 
 def _run_api(args: argparse.Namespace) -> int:
@@ -110,7 +141,8 @@ def _run_api(args: argparse.Namespace) -> int:
             ""
             if ch.url
             else f" (chDB allows one process per directory: is a writer using {ch.chdb_path}? "
-            "Stop it, or run both against a server with CLICKHOUSE_URL)"
+            "Stop it and use `ringtail cloud run` (both in one process), or a server with "
+            "CLICKHOUSE_URL)"
         )
         print(f"ringtail cloud: ClickHouse did not answer: {e}{hint}", file=sys.stderr)
         return 4

@@ -35,10 +35,10 @@ COLD_VOLUME = "cold"
 COLD_AFTER_DAYS = 30
 ROLLUP_1M_TTL_DAYS = 800
 ROLLUP_1H_TTL_DAYS = 1830
-# A plain MergeTree keeps no insert-dedup window unless told (default 0): with this, an
-# insert retried with the same insert_deduplication_token (the writer retries a failed or
-# timed-out insert with the same token) is dropped, views included. Redelivery after a crash
-# is covered by invariant 1 instead, since its insert may group messages differently.
+# A plain MergeTree keeps no insert-dedup window unless told (default 0); the tables keep
+# one for inserts made by hand with a token. The writer does not rely on it: it inserts
+# with insert_deduplicate=0 (cloud/writer.py says why: non-replicated dedup is not
+# crash-safe), and invariants 1 and 2 make any repeated insert collapse.
 DEDUP_WINDOW = 1000
 
 BOOTSTRAP = """

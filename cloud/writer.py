@@ -9,11 +9,14 @@ One loop per stream, one fetch at a time, so at most one fetch of messages is he
 - Ack only after the inserts returned. A crash anywhere before the ack leaves the messages
   unacked; JetStream redelivers them after `ack_wait_s` and they are inserted again. That
   second insert cannot show a duplicate: cloud/schema.py, invariants 1 and 2.
-- ClickHouse failing or slow: the same rows are retried with the same
-  insert_deduplication_token (so an insert that did land but timed out is dropped by
-  ClickHouse on the retry), with backoff, forever; nothing is fetched and nothing acked
-  meanwhile. The held messages are marked in-progress so JetStream does not hand them to
-  another writer on the same durable consumer while this one still holds them.
+- ClickHouse failing or slow: the same rows are retried, with backoff, forever; nothing is
+  fetched and nothing acked meanwhile. An insert that did land but timed out is simply
+  inserted again and collapses like a redelivery (invariants 1 and 2). Inserts run with
+  insert_deduplicate=0: a non-replicated MergeTree records a block's dedup entry before it
+  commits the part, so a crash between the two made the redelivered insert, carrying the
+  same token, be dropped as a duplicate of rows that never landed (seen: lineage rows lost
+  in 1 of 5 kill -9 runs). The held messages are marked in-progress so JetStream does not
+  hand them to another writer on the same durable consumer while this one still holds them.
 - Health reports (HEALTH stream, `<durable>-health` consumer) go the same way into
   `device_health`, in a second loop of the same shape; the two loops share the store
   under one lock (one chDB session is not used from two threads at once).
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -74,10 +76,14 @@ class Counters:
 
 
 class Writer:
-    def __init__(self, config: WriterConfig) -> None:
+    def __init__(self, config: WriterConfig, store: Store | None = None) -> None:
+        """Without `store` the writer opens, migrates and closes its own (waiting for
+        ClickHouse). With one (`ringtail cloud run`, writer and API sharing a chDB session)
+        it uses that store as is: the caller has migrated it and closes it afterwards."""
         self.config = config
         self.counters = Counters()
-        self.store: Store | None = None
+        self.store: Store | None = store
+        self._owns_store = store is None
         self._nc: nats.NATS | None = None
         self._stop = asyncio.Event()
         self._store_lock = asyncio.Lock()
@@ -88,7 +94,8 @@ class Writer:
 
     async def run(self) -> None:
         try:
-            self.store = await self._open_store()
+            if self._owns_store:
+                self.store = await self._open_store()
             if self.store is None:
                 return
             js = await self._connect()
@@ -114,7 +121,7 @@ class Writer:
         finally:
             if self._nc is not None:
                 await _quietly(self._nc.drain())
-            if self.store is not None:
+            if self.store is not None and self._owns_store:
                 await asyncio.to_thread(self.store.close)
             log.info("writer stopped: %s", self.counters)
 
@@ -278,7 +285,7 @@ class Writer:
                     ipc_stream(batches_table(batches, lineage, inserted_us)),
                 ),
             ]
-            if not await self._insert([m for m, _, _ in chunk], lineage, parts):
+            if not await self._insert([m for m, _, _ in chunk], parts):
                 return  # stopping while ClickHouse is down: nothing acked
             self.counters.readings += sum(d.batch.readings for d in batches)
         log.debug("inserted %d", len(good))
@@ -312,7 +319,7 @@ class Writer:
                     lineage = [x for _, _, x in good]
                     table = health_table([d for _, d, _ in good], lineage)
                     part = ("device_health", HEALTH_COLUMNS, ipc_stream(table))
-                    if await self._insert([m for m, _, _ in good], lineage, [part]):
+                    if await self._insert([m for m, _, _ in good], [part]):
                         await self._ack([m for m, _, _ in good])
                         self.counters.health_reports += len(good)
         finally:
@@ -324,21 +331,14 @@ class Writer:
         if self._nc is not None:
             await _quietly(self._nc.flush(timeout=5))
 
-    async def _insert(
-        self, msgs: list[Msg], lineage: list[Lineage], parts: list[tuple[str, list[str], bytes]]
-    ) -> bool:
+    async def _insert(self, msgs: list[Msg], parts: list[tuple[str, list[str], bytes]]) -> bool:
         """Insert each (table, columns, Arrow stream) in order, retrying each until it
         returned. False if stop() came while ClickHouse was failing."""
         ch, n = self.config.clickhouse, self.config.nats
-        digest = hashlib.sha256(
-            ",".join(f"{x.stream}:{x.stream_seq}" for x in lineage).encode()
-        ).hexdigest()
         wait, last_progress = ch.retry_wait_s, time.monotonic()
         for table, columns, data in parts:
             settings = {
-                "insert_deduplicate": 1,
-                "insert_deduplication_token": f"{table}:{digest}",
-                "deduplicate_blocks_in_dependent_materialized_views": 1,
+                "insert_deduplicate": 0,
                 "max_insert_block_size": MAX_INSERT_BLOCK_ROWS,
             }
             while True:
