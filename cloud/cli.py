@@ -107,9 +107,8 @@ def _run_both(args: argparse.Namespace) -> int:
 def _run_api(args: argparse.Namespace) -> int:
     """Exit 2: bad configuration; 3: schema newer than this code; 4: ClickHouse did not
     answer within api.startup_wait_s."""
-    from dataclasses import replace
-
-    from cloud.api.settings import ConfigError, load_api_config, resolve_tokens
+    from cloud.api.launch import StartupError, announce_token, api_settings, open_store_waiting
+    from cloud.api.settings import ConfigError, load_api_config
 
     setup_logging(args.log_level)
     try:
@@ -117,46 +116,27 @@ def _run_api(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"ringtail cloud: {e}", file=sys.stderr)
         return 2
-    settings = config.api
-    if args.host is not None:
-        settings = replace(settings, host=args.host)
-    if args.port is not None:
-        settings = replace(settings, port=args.port)
-    tokens, generated = resolve_tokens(settings)
+    settings, tokens, generated = api_settings(config, args.host, args.port)
 
     import uvicorn
 
     from cloud.api import create_app
-    from cloud.api.app import wait_for_store
     from cloud.migrate import SchemaTooNew, migrate
-    from cloud.store import StoreError, open_store
 
-    ch = config.clickhouse
     try:
-        store = wait_for_store(
-            lambda: open_store(ch.url, ch.chdb_path, ch.timeout_s), settings.startup_wait_s
+        store = open_store_waiting(
+            config.clickhouse,
+            settings.startup_wait_s,
+            f"is a writer using {config.clickhouse.chdb_path}? Stop it and use `ringtail cloud "
+            "run` (both in one process), or a server with CLICKHOUSE_URL",
         )
-    except StoreError as e:
-        hint = (
-            ""
-            if ch.url
-            else f" (chDB allows one process per directory: is a writer using {ch.chdb_path}? "
-            "Stop it and use `ringtail cloud run` (both in one process), or a server with "
-            "CLICKHOUSE_URL)"
-        )
-        print(f"ringtail cloud: ClickHouse did not answer: {e}{hint}", file=sys.stderr)
-        return 4
+    except StartupError as e:
+        print(f"ringtail cloud: {e}", file=sys.stderr)
+        return e.exit_code
     try:
         migrate(store)
         app = create_app(settings, store, tokens)
-        if generated is not None:
-            # Printed, never logged to a file by us: the only copy is this terminal.
-            print(
-                "ringtail cloud api: no token configured (RINGTAIL_API_TOKENS); "
-                f"this run accepts:\n  Authorization: Bearer {generated}",
-                file=sys.stderr,
-                flush=True,
-            )
+        announce_token("cloud api", generated)
         print(
             f"ringtail cloud api: http://{settings.host}:{settings.port} "
             f"(OpenAPI at /docs and /openapi.json)",

@@ -37,7 +37,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloud.store import Store
@@ -142,7 +141,8 @@ def run_command(args: argparse.Namespace) -> int:
     """Exit 2: bad configuration; 3: schema newer than this code; 4: ClickHouse did not
     answer within api.startup_wait_s; 1: the API could not serve (e.g. port taken) or the
     writer failed."""
-    from cloud.api.settings import ConfigError, load_api_config, resolve_tokens
+    from cloud.api.launch import StartupError, announce_token, api_settings, open_store_waiting
+    from cloud.api.settings import ConfigError, load_api_config
     from cloud.config import load_config
 
     try:
@@ -154,34 +154,22 @@ def run_command(args: argparse.Namespace) -> int:
     if args.max_query_s <= 0:
         print("ringtail cloud: --max-query-s must be more than 0", file=sys.stderr)
         return 2
-    settings = aconfig.api
-    if args.host is not None:
-        settings = replace(settings, host=args.host)
-    if args.port is not None:
-        settings = replace(settings, port=args.port)
-    tokens, generated = resolve_tokens(settings)
+    settings, tokens, generated = api_settings(aconfig, args.host, args.port)
 
     from cloud.api import create_app
-    from cloud.api.app import wait_for_store
     from cloud.migrate import SchemaTooNew, apply_tiering, migrate
-    from cloud.store import StoreError, open_store
+    from cloud.store import StoreError
     from cloud.writer import Writer
 
     # Both loaders read [clickhouse] and its variables by the same rules: one database.
     ch = wconfig.clickhouse
     try:
-        store = wait_for_store(
-            lambda: open_store(ch.url, ch.chdb_path, ch.timeout_s), settings.startup_wait_s
+        store = open_store_waiting(
+            ch, settings.startup_wait_s, f"is another ringtail using {ch.chdb_path}?"
         )
-    except StoreError as e:
-        hint = (
-            ""
-            if ch.url
-            else f" (chDB allows one process per directory: is another ringtail using "
-            f"{ch.chdb_path}?)"
-        )
-        print(f"ringtail cloud: ClickHouse did not answer: {e}{hint}", file=sys.stderr)
-        return 4
+    except StartupError as e:
+        print(f"ringtail cloud: {e}", file=sys.stderr)
+        return e.exit_code
     shared = SharedStore(store) if store.engine == "chdb" else None
     try:
         try:
@@ -219,14 +207,7 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        if generated is not None:
-            # Printed, never logged to a file by us: the only copy is this terminal.
-            print(
-                "ringtail cloud run: no token configured (RINGTAIL_API_TOKENS); "
-                f"this run accepts:\n  Authorization: Bearer {generated}",
-                file=sys.stderr,
-                flush=True,
-            )
+        announce_token("cloud run", generated)
         return asyncio.run(_serve(writer, server, f"http://{settings.host}:{settings.port}"))
     finally:
         # Both sides have stopped (or never started): nothing uses the session any more.
