@@ -20,13 +20,17 @@ order within a series, has seq = batch.seq + k (protocol/telemetry.cddl).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from protocol import Batch, Envelope, ProtocolError, parse_batch, parse_envelope
+from protocol import Batch, Envelope, HealthReport, ProtocolError, parse_batch, parse_envelope
 from protocol.constants import INT64_MAX
+
+T = TypeVar("T", Batch, HealthReport)  # the payloads a device sends
 
 # ClickHouse DateTime64(6) spans 1900-01-01 00:00:00 to 2299-12-31 23:59:59.999999 UTC.
 MIN_WALL_US = -2_208_988_800_000_000
@@ -80,18 +84,29 @@ class Decoded:
     time_source: str
 
 
-def decode(body: bytes, subject_device: str | None = None) -> Decoded:
-    """Validate one message body; raises `Poison` with the reason."""
+def open_message(
+    body: bytes, parse: Callable[[bytes], T], what: str, subject_device: str | None
+) -> tuple[Envelope, T]:
+    """The envelope and its payload parsed by `parse` (a batch or a health report, named
+    `what`), from the device the subject names; raises `Poison` with the reason."""
     try:
         env = parse_envelope(body)
     except ProtocolError as e:
         raise Poison(f"bad envelope: {e}") from None
     try:
-        batch = parse_batch(env.payload)
+        payload = parse(env.payload)
     except ProtocolError as e:
-        raise Poison(f"bad batch: {e}") from None
-    if subject_device is not None and subject_device != batch.device:
-        raise Poison(f"subject names device {subject_device!r}, batch is from {batch.device!r}")
+        raise Poison(f"bad {what}: {e}") from None
+    device = payload.device
+    if subject_device is not None and subject_device != device:
+        noun = what.split()[-1]
+        raise Poison(f"subject names device {subject_device!r}, {noun} is from {device!r}")
+    return env, payload
+
+
+def decode(body: bytes, subject_device: str | None = None) -> Decoded:
+    """Validate one message body; raises `Poison` with the reason."""
+    env, batch = open_message(body, parse_batch, "batch", subject_device)
     points = []
     lo, hi = INT64_MAX, -1
     for s in batch.series:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from cloud.columns import Lineage, Poison
-from protocol import Envelope, HealthReport, ProtocolError, parse_envelope, parse_health
+from cloud.columns import Lineage, open_message
+from protocol import Envelope, HealthReport, parse_health
 
 HEALTH_COLUMNS = [
     "device",
@@ -40,16 +40,7 @@ class DecodedHealth:
 
 def decode_health(body: bytes, subject_device: str | None = None) -> DecodedHealth:
     """Validate one health message body; raises `Poison` with the reason."""
-    try:
-        env = parse_envelope(body)
-    except ProtocolError as e:
-        raise Poison(f"bad envelope: {e}") from None
-    try:
-        report = parse_health(env.payload)
-    except ProtocolError as e:
-        raise Poison(f"bad health report: {e}") from None
-    if subject_device is not None and subject_device != report.device:
-        raise Poison(f"subject names device {subject_device!r}, report is from {report.device!r}")
+    env, report = open_message(body, parse_health, "health report", subject_device)
     return DecodedHealth(env, report)
 
 
