@@ -7,26 +7,14 @@ import pytest
 
 from . import mprun
 
-SCRIPTS = [
-    "t_nor",
-    "t_ring",
-    "t_alloc",
-    "t_device",
-    "t_badblock",
-    "t_wear",
-    "t_resets",
-    "t_powerloss",
-    "t_cbor",
-    "t_cbor_vectors",
-]
+SCRIPTS = sorted(p.stem for p in mprun.SCRIPTS.glob("t_*.py"))
 # t_cbor_vectors reads protocol/vectors from here (the scripts run in a temporary directory).
 VECTORS = mprun.ROOT / "protocol" / "vectors"
 CASES = [(s, n) for s in SCRIPTS for n in mprun.test_names(s)]
 
 
-def test_every_script_is_collected() -> None:
-    found = sorted(p.stem for p in mprun.SCRIPTS.glob("t_*.py"))
-    assert found == sorted(SCRIPTS)
+def test_every_script_has_tests() -> None:
+    assert SCRIPTS
     for s in SCRIPTS:
         assert mprun.test_names(s), f"{s} has no tests"
 

@@ -1,0 +1,34 @@
+"""The device clock: microseconds since this boot, monotonic, never wrapping.
+
+Batches carry times on this clock (`t0`, CDDL `telemetry-batch`), and the uplink estimates
+its offset to wall time from the gateway's time in replies. MicroPython's `ticks_us` wraps
+every 2**30 µs (about 18 minutes); `ticks_ms` every 2**30 ms (12 days). Each read adds the
+`ticks_us` step, and the `ticks_ms` step says how many whole wraps it cannot show, so the
+clock stays right as long as it is read at least once every 6 days.
+
+On 32-bit ports the value outgrows a small int after 18 minutes, so a read allocates: read
+it once per batch or exchange, never per sample (samples carry `ticks_ms` offsets).
+"""
+
+import time
+
+_PERIOD_US = 1 << 30  # ticks_us period on every MicroPython port
+
+
+class DeviceClock:
+    def __init__(self):
+        self._us = 0
+        self._last_us = time.ticks_us()
+        self._last_ms = time.ticks_ms()
+
+    def now_us(self):
+        t_us = time.ticks_us()
+        t_ms = time.ticks_ms()
+        step = time.ticks_diff(t_us, self._last_us) % _PERIOD_US
+        coarse = time.ticks_diff(t_ms, self._last_ms) * 1000
+        # whole wraps missed: coarse and step agree to within a few ms
+        step += ((coarse - step + _PERIOD_US // 2) // _PERIOD_US) * _PERIOD_US
+        self._last_us = t_us
+        self._last_ms = t_ms
+        self._us += step
+        return self._us
