@@ -32,3 +32,7 @@ class DeviceClock:
         self._last_ms = t_ms
         self._us += step
         return self._us
+
+    def us_at(self, t_ms):
+        """The device time (µs) of a recent ticks_ms() reading, to the millisecond."""
+        return self.now_us() - 1000 * time.ticks_diff(time.ticks_ms(), t_ms)

@@ -329,6 +329,11 @@ class Ring:
         self.boot = boot
         self.seq = 0
 
+    def fill(self):
+        """(bytes used, capacity): sectors holding records, live or not yet erased, count
+        whole; the capacity is every ring sector."""
+        return self._nord * self._ss, self._n * self._ss
+
     # --- writing -------------------------------------------------------------------
 
     def append(self, payload):

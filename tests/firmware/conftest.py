@@ -24,12 +24,21 @@ def mpy_dir(compiled: tuple[Path, dict[str, str]]) -> Path:
     return compiled[0]
 
 
+@pytest.fixture(scope="session")
+def romfs(mpy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The compiled modules as one ROMFS image, and the free heap a 64 KB board starts with."""
+    image = mprun.build_romfs(mpy_dir, tmp_path_factory.mktemp("romfs") / "firmware.romfs")
+    _METRICS["romfs_image_bytes"] = str(image.stat().st_size)
+    return image, mprun.free_heap_of_a_64k_board()
+
+
 @pytest.fixture
-def run_mp(mpy_dir: Path, tmp_path: Path):
-    """Run one test of a firmware/tests script; fail with its output; keep its metrics."""
+def run_mp(mpy_dir: Path, romfs: tuple[Path, int], tmp_path: Path):
+    """Run one test of a firmware/tests script from the ROMFS image with a 64 KB board's free
+    heap; fail with its output; keep its metrics."""
 
     def go(script: str, name: str) -> mprun.Result:
-        res = mprun.run(mpy_dir, tmp_path, script, name)
+        res = mprun.run(mpy_dir, tmp_path, script, name, romfs=romfs)
         mprun.check(res, name)
         for k, v in res.metrics.items():
             _METRICS[f"{script}.{k}"] = v

@@ -60,6 +60,11 @@ def compile_all(out: Path) -> tuple[dict[str, int], dict[str, str]]:
     return sizes, errors
 
 
+def micropypath(*dirs: Path) -> str:
+    """MICROPYPATH for the unix port: its frozen modules (asyncio) first, as by default."""
+    return ":".join([".frozen", *map(str, dirs)])
+
+
 def test_names(script: str) -> list[str]:
     text = (SCRIPTS / f"{script}.py").read_text()
     return re.findall(r"^def (test_\w+)\(", text, flags=re.M)
@@ -75,11 +80,72 @@ class Result:
     summary: str | None = None
 
 
-def run(mpy_dir: Path, tmp: Path, script: str, only: str = "", timeout: float = 280) -> Result:
-    env = dict(os.environ, MICROPYPATH=str(mpy_dir))
-    cmd = [tool("micropython"), "-X", f"heapsize={HEAP}", "-m", script, str(tmp)]
-    if only:
-        cmd.append(only)
+def build_romfs(mpy_dir: Path, out: Path) -> Path:
+    """A ROMFS image of every compiled module: how the firmware sits on a board's flash."""
+    from mpremote.romfs import make_romfs
+
+    out.write_bytes(make_romfs(str(mpy_dir) + "/", mpy_cross=False))
+    return out
+
+
+def free_heap_of_a_64k_board() -> int:
+    """gc.mem_free() of a fresh `micropython -X heapsize=64K`: what the firmware gets."""
+    code = "import gc; gc.collect(); print(gc.mem_free())"
+    out = subprocess.run(
+        [tool("micropython"), "-X", f"heapsize={HEAP}", "-c", code],
+        env=dict(os.environ, MICROPYPATH=".frozen"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout)
+
+
+# Runs `script` from a ROMFS image mounted at /rom, as MicroPython >= 1.25 boards run code
+# deployed with `mpremote romfs deploy`: bytecode executes in place from flash and only the
+# data is in the heap. The unix port has no flash to map, so the image is read into the heap
+# first and a pad is allocated after it until exactly the free heap of a 64 KB board is left.
+_ROM_LAUNCH = """\
+import gc, sys, vfs
+f = open({image!r}, "rb")
+img = bytearray(f.seek(0, 2))
+f.seek(0)
+f.readinto(img)
+f.close()
+vfs.mount(vfs.VfsRom(img), "/rom")
+sys.path.insert(0, "/rom")
+sys.argv[:] = {argv!r}
+f = None
+gc.collect()
+pad = bytearray(max(0, gc.mem_free() - {free} - 16))
+gc.collect()
+print("METRIC heap_free_at_start", gc.mem_free())
+import {script}
+"""
+
+
+def run(
+    mpy_dir: Path,
+    tmp: Path,
+    script: str,
+    only: str = "",
+    timeout: float = 280,
+    romfs: tuple[Path, int] | None = None,
+) -> Result:
+    """Run a test script from `mpy_dir` in a 64 KB heap, or, given `romfs` = (image, free heap
+    of a 64 KB board), from that ROMFS image with the same free heap for data."""
+    if romfs is None:
+        env = dict(os.environ, MICROPYPATH=micropypath(mpy_dir))
+        cmd = [tool("micropython"), "-X", f"heapsize={HEAP}", "-m", script, str(tmp)]
+        if only:
+            cmd.append(only)
+    else:
+        image, free = romfs
+        argv = [script, str(tmp)] + ([only] if only else [])
+        code = _ROM_LAUNCH.format(image=str(image), argv=argv, free=free, script=script)
+        heap = 65536 + image.stat().st_size + 8192
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        cmd = [tool("micropython"), "-X", f"heapsize={heap}", "-c", code]
     done = subprocess.run(
         cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False
     )
