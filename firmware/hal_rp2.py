@@ -13,7 +13,6 @@ import time
 import rp2
 from machine import I2C, Pin
 from micropython import const
-from sensor import I2CSensor
 
 FLASH_START = const(0x1C0000)  # offset in the chip
 FLASH_LEN = const(0x40000)  # 64 sectors of 4 KiB
@@ -67,9 +66,12 @@ def flash(start=FLASH_START, length=FLASH_LEN):
     return RegionFlash(start, length)
 
 
-def sensor(addr, reg):
-    bus = I2C(I2C_ID, scl=Pin(I2C_SCL), sda=Pin(I2C_SDA), freq=I2C_FREQ_HZ)
-    return I2CSensor(bus, addr, reg)
+def i2c(freq=I2C_FREQ_HZ):
+    """The sensor bus: hardware I2C0 at I2C_FREQ_HZ on the Pico's default pins, SDA GP4
+    (pin 6) / SCL GP5 (pin 7). The RP2040's I2C raises OSError(EIO) for a part that does
+    not answer, OSError(ETIMEDOUT) for a stuck bus. The SHT3x runs up to 1 MHz; lower
+    `freq` to 100_000 for long wires."""
+    return I2C(I2C_ID, scl=Pin(I2C_SCL), sda=Pin(I2C_SDA), freq=freq)
 
 
 def ticks_ms():

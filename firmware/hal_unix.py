@@ -1,47 +1,40 @@
 """Board HAL for the MicroPython unix port (tests and the virtual board).
 
-Flash is the NOR emulator (noremu.py), which fails like the chip. The sensor is simulated
-and can be told to stop answering; the network is a link flag the test flips.
+Flash is the NOR emulator (noremu.py), which fails like the chip. The I2C bus and its
+SHT3x are simulated at register level (simi2c.py) and can be told to stop answering or to
+corrupt a CRC; the network is a link flag the test flips.
 """
 
 import time
 
 from micropython import const
 from noremu import NorFlash
+from simi2c import SHT3xSim, SimI2C
 
 FLASH_PATH = "ringtail-flash.img"
 SECTOR_SIZE = const(4096)  # as on the ESP32 and RP2040 parts
 SECTOR_COUNT = const(64)  # a 256 KiB partition
 
-_EIO = const(5)
+SHT3X_ADDR = const(0x44)
+
+_bus: SimI2C | None = None
 
 
 def flash(path=FLASH_PATH, sector_size=SECTOR_SIZE, sector_count=SECTOR_COUNT, fresh=False):
     return NorFlash(path, sector_size, sector_count, fresh)
 
 
-class SimSensor:
-    """A deterministic 16-bit big-endian reading (a slow sawtooth with a wobble), like a
-    typical I2C part's register pair. `fail = True` makes it stop answering."""
-
-    def __init__(self, seed=1):
-        self._n = seed & 0xFFFF
-        self.fail = False
-        self.reads = 0
-
-    def read_into(self, buf):
-        if self.fail:
-            raise OSError(_EIO)
-        self.reads += 1
-        n = self._n
-        self._n = (n + 37) & 0xFFFF
-        v = (n + ((n * 7) & 0x3F)) & 0xFFFF
-        for i in range(len(buf)):
-            buf[i] = (v >> 8) if i & 1 == 0 else (v & 0xFF)
-
-
-def sensor(seed=1):
-    return SimSensor(seed)
+def i2c(fresh=False, seed=1, clock=time.ticks_ms):
+    """The board's sensor bus: a simulated I2C bus with a simulated SHT3x at 0x44 (ADDR
+    low), whose readings follow `seed` and `clock` (simi2c.py). Like machine.I2C(0), every
+    call returns the same bus, so a test can reach the part with
+    `hal_unix.i2c().device(SHT3X_ADDR)` and inject faults; `fresh=True` builds a new one
+    (`seed` and `clock` only matter when a bus is built)."""
+    global _bus
+    if _bus is None or fresh:
+        _bus = SimI2C()
+        _bus.attach(SHT3xSim(SHT3X_ADDR, seed, clock))
+    return _bus
 
 
 def ticks_ms():

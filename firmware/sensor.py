@@ -1,20 +1,20 @@
-"""The sensor interface the sampling loop sees: fill a caller's buffer with one raw reading.
+"""The sources the sampling loop can read, by the name config.json gives them (`metrics[].source`).
 
-Real sensors sit on I2C; the register map of each part comes with its driver (a later
-issue). This module only fixes the shape: `read_into(buf)` fills `len(buf)` bytes without
-allocating and raises OSError when the part does not answer (NACK, bus stuck), which the
-caller counts and survives.
+Every reading is an integer in units of 10**-exp of the metric's unit, where `exp` is the
+source's decimal exponent below: sht3x.t 2153 means 21.53 °C. Integers, because the boards'
+floats are 32-bit and each one is a heap object; the decimal point is only put back at the
+other end of the pipeline. The config validator (config.py) accepts exactly these names
+and converts a metric's `deadband` to the same integer units, so adding a sensor means a
+driver, an entry here, and the sampler's mapping from the name to the driver's reading.
+
+Drivers fill a caller's preallocated storage without allocating (SHT3x.read_into), and
+raise OSError when the part does not answer, which the caller counts and survives.
+
+Plain Python on purpose: config.py imports it, and config.py also runs under CPython in
+tests/firmware/test_config_fuzz.py.
 """
 
-
-class I2CSensor:
-    def __init__(self, i2c, addr, reg):
-        if not 0x08 <= addr <= 0x77:
-            raise ValueError("7-bit I2C address outside 0x08..0x77")
-        self._i2c = i2c
-        self._addr = addr
-        self._reg = reg
-
-    def read_into(self, buf):
-        # machine.I2C raises OSError(ENODEV / ETIMEDOUT) on a missing or stuck device.
-        self._i2c.readfrom_mem_into(self._addr, self._reg, buf)
+SOURCES = {
+    "sht3x.t": 2,  # SHT3x temperature, centi-degrees Celsius (sht3x.SHT3x.t)
+    "sht3x.rh": 2,  # SHT3x relative humidity, centi-percent (sht3x.SHT3x.rh)
+}
