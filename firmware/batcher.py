@@ -17,7 +17,7 @@ Reading k of a batch (series in order, points in order) has seq = batch seq + k.
 from array import array
 
 from cbor import CborError, Encoder
-from tscodec import Codec
+from tsenc import Encoder as BlockEncoder
 
 
 class Window:
@@ -35,7 +35,7 @@ class Window:
         self._b = array("H", bytes(2 * m))  # end of the part being tried
         self.count = 0
         self._us = array("q", bytes(8 * points))  # one metric's µs offsets while encoded
-        self._codec = Codec(points)
+        self._codec = BlockEncoder(points)
         self.buf = bytearray(record_max)
         self._enc = Encoder(self.buf)
         self.t0 = 0

@@ -1,13 +1,19 @@
 """Reference Ringtail block codec (native/SPEC.md) in the Python subset MicroPython runs.
 
-The device encodes its flash records with this module; the gateway and cloud decode them with
-the C codec in native/, and the two must agree byte for byte (tests/native prove it). Runs on
-CPython too.
+The device encodes its flash records with the encoder of this codec; the gateway and cloud
+decode them with the C codec in native/, and the two must agree byte for byte (tests/native
+prove it). Runs on CPython too.
 
     codec = Codec(256)                              # buffers for 256-point blocks, once
     block = codec.encode(timestamps, values)        # needs binary64 floats (unix port)
     block = codec.encode_decimal(timestamps, counts, 2)   # integers only: float32 ports
     ts, values = codec.decode(block)                # views of the codec's own arrays
+
+Two modules, no code in both: tsenc.py is what the device imports (Encoder.encode_decimal and
+what it needs: bit writer, varints, zigzag, frames, timestamps, encode_bound); this module
+builds on it (Codec subclasses tsenc.Encoder) with encode() and its choice between XOR,
+decimal and scaled modes, decode() and block_count(). Each function a module holds costs the
+64 KB device heap on import, even from ROMFS, and the device never calls these.
 
 Memory: a Codec owns its buffers, sized once for `max_points`; encode and decode reuse them
 (measured in native/DESIGN.md). 64-bit quantities (timestamps, XOR patterns) are long ints on
@@ -17,6 +23,23 @@ the device: that allocation is unavoidable in pure Python and bounded by the blo
 import struct
 from array import array
 
+from tsenc import (
+    _EXACT_LIMIT,
+    _M64,
+    FORMAT_VERSION,
+    MAX_POINTS,
+    MODE_DECIMAL,
+    Encoder,
+    _bitlen,
+    _choose_width,
+    _put_varint,
+    _zigzag,
+    encode_bound,
+)
+from tsenc import FRAME as _FRAME
+from tsenc import HEADER as _HEADER
+from tsenc import MAX_EXP as _MAX_EXP
+
 try:
     from micropython import const
 except ImportError:
@@ -25,19 +48,11 @@ except ImportError:
         return x
 
 
-FORMAT_VERSION = const(1)
-MAX_POINTS = const(1000000)
 MODE_XOR = const(0)
-MODE_DECIMAL = const(1)
 MODE_SCALED = const(2)
-_HEADER = const(6)
-_FRAME = const(128)
-_MAX_EXP = const(18)
 _SAMPLE = const(32)
 _SCALE_SAMPLE = const(256)
 _SCALE_DIVISORS = const(4)
-_EXACT_LIMIT = const(9007199254740992)  # 2^53: |n| below it converts to float exactly
-_M64 = const(0xFFFFFFFFFFFFFFFF)
 _NO_LEAD = const(65)
 _TRAIL_THRESHOLD = const(6)
 
@@ -66,17 +81,6 @@ def _lead_code(lead):
     return _LEAD_OF_CODE.index(lead)
 
 
-def _bitlen(v):
-    n = 0
-    while v >= 0x10000:
-        v >>= 16
-        n += 16
-    while v:
-        v >>= 1
-        n += 1
-    return n
-
-
 def _ctz(v):  # v != 0
     n = 0
     while not v & 0xFFFF:
@@ -88,43 +92,12 @@ def _ctz(v):  # v != 0
     return n
 
 
-def _zigzag(u):  # u: 64-bit two's complement pattern
-    return ((u << 1) & _M64) ^ (_M64 if u >> 63 else 0)
-
-
 def _unzigzag(z):
     return (z >> 1) ^ (_M64 if z & 1 else 0)
 
 
 def _signed(u):
     return u - (1 << 64) if u >> 63 else u
-
-
-class _Writer:
-    # LSB-first bit writer into a caller-owned bytearray (SPEC.md: Bits).
-    def __init__(self, buf, pos):
-        self.buf = buf
-        self.pos = pos
-        self.acc = 0
-        self.fill = 0
-
-    def put(self, v, n):
-        self.acc |= v << self.fill
-        self.fill += n
-        buf = self.buf
-        while self.fill >= 8:
-            buf[self.pos] = self.acc & 0xFF
-            self.pos += 1
-            self.acc >>= 8
-            self.fill -= 8
-
-    def flush(self):
-        if self.fill:
-            self.buf[self.pos] = self.acc & 0xFF
-            self.pos += 1
-        self.acc = 0
-        self.fill = 0
-        return self.pos
 
 
 class _Reader:
@@ -154,16 +127,6 @@ class _Reader:
         return v
 
 
-def _put_varint(buf, pos, v):
-    # LEB128: 7 bits per byte, least significant group first, high bit = more follow.
-    while v >= 0x80:
-        buf[pos] = (v & 0x7F) | 0x80
-        v >>= 7
-        pos += 1
-    buf[pos] = v
-    return pos + 1
-
-
 def _varint_len(v):
     n = 1
     while v >= 0x80:
@@ -189,74 +152,11 @@ def _get_varint(buf, pos, end):
     raise CodecError("block truncated: a field runs past the end")
 
 
-def _frame_cost(flen, w, cnt, ew):
-    c = 1 + (flen * w + 7) // 8
-    if cnt:
-        c += 2 + cnt + (cnt * ew + 7) // 8
-    return c
-
-
-def _choose_width(items, s, flen, hist, lens):
-    # (w, exceptions, maxl, bytes) of the canonical frame: widest first, narrower only if
-    # strictly smaller (SPEC.md: Frames).
-    for i in range(65):
-        hist[i] = 0
-    for i in range(flen):
-        b = _bitlen(items[s + i])
-        lens[i] = b
-        hist[b] += 1
-    maxl = 64
-    while maxl and not hist[maxl]:
-        maxl -= 1
-    best_w = maxl
-    best_cost = _frame_cost(flen, maxl, 0, 0)
-    best_cnt = 0
-    cnt = 0
-    for w in range(maxl - 1, -1, -1):
-        cnt += hist[w + 1]
-        c = _frame_cost(flen, w, cnt, maxl - w)
-        if c < best_cost:
-            best_cost = c
-            best_w = w
-            best_cnt = cnt
-    return best_w, best_cnt, maxl, best_cost
-
-
 def _frames_size(items, n, hist, lens):
     total = 0
     for s in range(0, n, _FRAME):
         total += _choose_width(items, s, min(_FRAME, n - s), hist, lens)[3]
     return total
-
-
-def _frames_encode(items, n, buf, pos, hist, lens):
-    for s in range(0, n, _FRAME):
-        flen = min(_FRAME, n - s)
-        w, best_cnt, maxl, _ = _choose_width(items, s, flen, hist, lens)
-        ew = maxl - w
-        buf[pos] = w | (0x80 if best_cnt else 0)
-        pos += 1
-        if best_cnt:
-            buf[pos] = best_cnt - 1
-            buf[pos + 1] = ew
-            pos += 2
-        bw = _Writer(buf, pos)
-        m = (1 << w) - 1
-        if w:
-            for i in range(flen):
-                bw.put(items[s + i] & m, w)
-        pos = bw.flush()
-        if best_cnt:
-            for i in range(flen):
-                if lens[i] > w:
-                    buf[pos] = i
-                    pos += 1
-            bw.pos = pos
-            for i in range(flen):
-                if lens[i] > w:
-                    bw.put(items[s + i] >> w, ew)
-            pos = bw.flush()
-    return pos
 
 
 def _frame_decode(buf, pos, end, flen, out, start):
@@ -425,27 +325,20 @@ def _xor_bits(values, n):
     return total
 
 
-class Codec:
-    """Encoder and decoder with buffers for blocks of up to `max_points` points."""
+class Codec(Encoder):
+    """Encoder and decoder with buffers for blocks of up to `max_points` points. The encoder
+    of decimal blocks from integers, encode_decimal(), is tsenc.Encoder's."""
 
     def __init__(self, max_points=256):
-        if not 0 <= max_points <= MAX_POINTS:
-            raise ValueError("max_points out of range")
-        self.max_points = max_points
-        # Typed arrays, not lists: no boxed ints or floats stay on the heap between calls
-        # to fragment it (a 64 KB heap has little room for that).
-        zeros = [0] * max_points
-        self._items = array("Q", zeros)
-        self._exc = array("I", zeros)
-        zeros = None
-        # Decode buffers come with the first decode(): a device that only encodes never
-        # pays for them.
+        super().__init__(max_points)
+        self._exc = array("I", bytes(4 * max_points))
+        # Decode buffers come with the first decode(): a Codec that only encodes never pays
+        # for them.
         self._ts = None
         self._values = None
-        self._hist = [0] * 65
-        self._lens = bytearray(_FRAME)
-        self._buf = bytearray(encode_bound(max_points))
-        self._plan = (0, 0)
+
+    def _bound(self, n):
+        return encode_bound(n)  # encode() may need a scale, exceptions or XOR mode
 
     def encode(self, timestamps, values):
         """A block (bytes) of the points; the same bytes the C encoder writes."""
@@ -472,80 +365,17 @@ class Codec:
                 < _sample_cost(MODE_DECIMAL, e, values, n, dec_sample) * sc_sample
             ):
                 best = (MODE_SCALED, scale)
-        best_size = self._plan_ints(best[0], best[1], values, n)[2] if best else 0
+        plan = self._plan_ints(best[0], best[1], values, n) if best else (0, 0, 0)
         use_xor = n == 0 or best is None
-        if not use_xor and best_size > 8 + (2 * (n - 1) + 7) // 8:
-            use_xor = 8 + (_xor_bits(values, n) + 7) // 8 < best_size
+        if not use_xor and plan[2] > 8 + (2 * (n - 1) + 7) // 8:
+            use_xor = 8 + (_xor_bits(values, n) + 7) // 8 < plan[2]
         if use_xor:
             buf[1] = MODE_XOR
             end = self._encode_xor(values, n, vals)
         else:
-            buf[1] = best[0] | self._plan[0] << 2
-            end = self._write_ints(best, values, n, vals)
+            buf[1] = best[0] | plan[0] << 2
+            end = self._write_values(best, values, n, vals, plan[1])
         return bytes(memoryview(buf)[:end])
-
-    def encode_decimal(self, timestamps, counts, e):
-        """A decimal-mode block of the values counts[i] / 10**e, from integers only: for
-        ports whose floats are single precision, where encode() cannot reproduce binary64
-        arithmetic. native.decode gives back exactly counts[i] / 10**e as binary64. The
-        bytes equal encode()'s (and the C encoder's) for those values whenever that encoder
-        would choose decimal mode with this e; otherwise they are another valid encoding."""
-        n = len(timestamps)
-        if n != len(counts):
-            raise ValueError("timestamps and counts differ in length")
-        if not 0 <= e <= _MAX_EXP:
-            raise ValueError("e must be in 0..18")
-        for i in range(n):
-            if not -_EXACT_LIMIT < counts[i] < _EXACT_LIMIT:
-                raise ValueError("counts must be integers below 2**53 in magnitude")
-        vals = self._encode_timestamps(timestamps, n)
-        self._plan_counts(counts, n)
-        self._buf[1] = MODE_DECIMAL | self._plan[0] << 2
-        end = self._write_ints((MODE_DECIMAL, e), counts, n, vals)
-        return bytes(memoryview(self._buf)[:end])
-
-    def _encode_timestamps(self, timestamps, n):
-        # Header and timestamp section; returns where the value section starts.
-        if n > self.max_points:
-            raise ValueError("more points than this Codec was sized for")
-        buf = self._buf
-        items = self._items
-        buf[0] = FORMAT_VERSION
-        struct.pack_into("<I", buf, 2, n)
-        # t0 as a varint, then t1 - t0 and the deltas of deltas (mod 2^64).
-        vals = _HEADER
-        if n:
-            prev = timestamps[0] & _M64
-            vals = _put_varint(buf, vals, _zigzag(prev))
-            delta = 0
-            for i in range(1, n):
-                t = timestamps[i] & _M64
-                d = (t - prev) & _M64
-                items[i - 1] = _zigzag(d if i == 1 else (d - delta) & _M64)
-                delta = d
-                prev = t
-            vals = _frames_encode(items, n - 1, buf, vals, self._hist, self._lens)
-        return vals
-
-    def _plan_counts(self, counts, n):
-        # _plan_ints for integers given directly: no exceptions.
-        items = self._items
-        prev = 0
-        bits0 = 0
-        bits1 = 0
-        for i in range(n):
-            k = counts[i]
-            bits0 += _bitlen(_zigzag(k & _M64))
-            bits1 += _bitlen(_zigzag((k - prev) & _M64))
-            items[i] = k & _M64
-            prev = k
-        self._order_items(n, 0 if bits0 < bits1 else 1)
-        self._plan = (0 if bits0 < bits1 else 1, 0)
-
-    def _order_items(self, n, order):
-        items = self._items
-        for i in range(n - 1, -1, -1):
-            items[i] = _zigzag((items[i] - items[i - 1]) & _M64 if order and i else items[i])
 
     def _plan_ints(self, mode, param, values, n):
         # Fills _items (transformed) and _exc; returns (order, exceptions, section bytes).
@@ -553,28 +383,21 @@ class Codec:
         exc = self._exc
         nexc = 0
         prev = 0
-        bits0 = 0
-        bits1 = 0
         for i in range(n):
             ok, k = _int_of(mode, param, values[i])
             if not ok:
                 exc[nexc] = i
                 nexc += 1
                 k = prev
-            bits0 += _bitlen(_zigzag(k & _M64))
-            bits1 += _bitlen(_zigzag((k - prev) & _M64))
             items[i] = k & _M64
             prev = k
-        order = 0 if bits0 < bits1 else 1
-        self._order_items(n, order)
+        order = self._put_ints(items, n)
         size = (1 if mode == MODE_DECIMAL else 8) + _varint_len(nexc)
         size += _frames_size(items, n, self._hist, self._lens)
-        self._plan = (order, nexc)
         return order, nexc, size + 12 * nexc
 
-    def _write_ints(self, best, values, n, pos):
+    def _write_values(self, best, values, n, pos, nexc):
         mode, param = best
-        nexc = self._plan[1]
         buf = self._buf
         if mode == MODE_DECIMAL:
             buf[pos] = param
@@ -582,8 +405,7 @@ class Codec:
         else:
             struct.pack_into("<d", buf, pos, param)
             pos += 8
-        pos = _put_varint(buf, pos, nexc)
-        pos = _frames_encode(self._items, n, buf, pos, self._hist, self._lens)
+        pos = self._frames_encode(n, _put_varint(buf, pos, nexc))
         exc = self._exc
         for j in range(nexc):
             struct.pack_into("<Id", buf, pos, exc[j], values[exc[j]])
@@ -596,31 +418,31 @@ class Codec:
             return pos
         prev = _bits(values[0])
         struct.pack_into("<Q", buf, pos, prev)
-        bw = _Writer(buf, pos + 8)
+        self._pos = pos + 8
         stored = _NO_LEAD
         for i in range(1, n):
             cur = _bits(values[i])
             x = cur ^ prev
             prev = cur
             if not x:
-                bw.put(0, 2)
+                self._put(0, 2)
                 stored = _NO_LEAD
                 continue
             lead = _lead_round(64 - _bitlen(x))
             trail = _ctz(x)
             if trail > _TRAIL_THRESHOLD:
                 sig = 64 - lead - trail
-                bw.put(1 | _lead_code(lead) << 2 | sig << 5, 11)
-                bw.put(x >> trail, sig)
+                self._put(1 | _lead_code(lead) << 2 | sig << 5, 11)
+                self._put(x >> trail, sig)
                 stored = _NO_LEAD
             elif lead == stored:
-                bw.put(2, 2)
-                bw.put(x, 64 - lead)
+                self._put(2, 2)
+                self._put(x, 64 - lead)
             else:
-                bw.put(3 | _lead_code(lead) << 2, 5)
-                bw.put(x, 64 - lead)
+                self._put(3 | _lead_code(lead) << 2, 5)
+                self._put(x, 64 - lead)
                 stored = lead
-        return bw.flush()
+        return self._flush()
 
     def decode(self, block):
         """(timestamps, values): memoryviews of n items over this Codec's own arrays, valid
@@ -722,12 +544,6 @@ class Codec:
             struct.pack_into("<Q", values, 8 * i, prev)  # the bits, without a float object
         if (r.pos + 7) // 8 != end:
             raise CodecError("trailing bytes after the last field")
-
-
-def encode_bound(n):
-    """Bytes any n-point block can need (the C encoder's rt_encode_bound)."""
-    frames = n * 8 + (n + 127) // 128
-    return _HEADER + 10 + frames + 8 + 10 + frames + 12 * n + 16
 
 
 def block_count(block):

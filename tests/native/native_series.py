@@ -7,18 +7,27 @@ import importlib.util
 import math
 import pathlib
 import struct
+import sys
 
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TSCODEC_PATH = ROOT / "firmware" / "tscodec.py"
+# The device's encoder, which tscodec imports as `tsenc` (as on the device).
+TSENC_PATH = ROOT / "firmware" / "tsenc.py"
 
 
-def load_reference():
-    spec = importlib.util.spec_from_file_location("ringtail_tscodec_ref", TSCODEC_PATH)
+def _load(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_reference():
+    if "tsenc" not in sys.modules:
+        sys.modules["tsenc"] = _load("tsenc", TSENC_PATH)
+    return _load("ringtail_tscodec_ref", TSCODEC_PATH)
 
 
 def bits(values) -> list[int]:

