@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from ringtail.logs import redact_url
+
 # Unquoted 64-bit integers in JSON output (default quotes them as strings), on both engines.
 _JSON_SETTINGS = {"output_format_json_quote_64bit_integers": 0}
 _SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -123,7 +125,7 @@ class ServerStore:
                 autogenerate_session_id=False,
             )
         except self._errors as e:
-            raise StoreError(f"cannot reach ClickHouse at {_redact(url)}: {e}") from e
+            raise StoreError(f"cannot reach ClickHouse at {redact_url(url)}: {e}") from e
 
     def command(self, sql: str) -> None:
         try:
@@ -151,10 +153,6 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def open_store(clickhouse_url: str, chdb_path: Path, timeout_s: float) -> Store:

@@ -55,6 +55,7 @@ from cloud.config import MAX_INSERT_BLOCK_ROWS, WriterConfig
 from cloud.health import HEALTH_COLUMNS, DecodedHealth, decode_health, health_table
 from cloud.migrate import apply_tiering, migrate
 from cloud.store import Store, StoreError, open_store
+from ringtail.logs import redact_url
 
 log = logging.getLogger("ringtail.cloud.writer")
 
@@ -179,7 +180,7 @@ class Writer:
                 )
                 return self._nc.jetstream(timeout=10)
             except (nats.errors.Error, OSError) as e:
-                log.warning("NATS at %s unreachable (%s); retrying", n.url, e)
+                log.warning("NATS at %s unreachable (%s); retrying", redact_url(n.url), e)
                 await self._sleep(n.reconnect_wait_s)
         return None
 

@@ -34,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.spool import Record, Spool
 from protocol import encode_envelope
 from protocol.constants import SUBJECT_HEALTH, SUBJECT_TELEMETRY
+from ringtail.logs import redact_url
 
 log = logging.getLogger("ringtail.gateway.publisher")
 
@@ -92,7 +93,10 @@ class Publisher:
                 break
             except (nats.errors.Error, OSError) as e:
                 log.warning(
-                    "NATS at %s unreachable (%s); retrying in %.0f s", self._nats.url, e, wait
+                    "NATS at %s unreachable (%s); retrying in %.0f s",
+                    redact_url(self._nats.url),
+                    e,
+                    wait,
                 )
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, self._nats.reconnect_max_wait_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -25,3 +26,8 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ replaced: URLs go into logs and error messages."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
