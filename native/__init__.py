@@ -13,7 +13,9 @@ a copy, when they are C-contiguous with the right item type; other sequences are
 
 from __future__ import annotations
 
+import os
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,9 +34,20 @@ __all__ = [
 
 FORMAT_VERSION: int = lib.RT_FORMAT_VERSION
 MAX_POINTS: int = lib.RT_MAX_POINTS
-#: "sse4.2+vpclmulqdq", "sse4.2", "armv8-crc" or "portable" (the last forced by
-#: RINGTAIL_CRC32C_PORTABLE=1 in the environment at import).
+#: "sse4.2+vpclmulqdq", "sse4.2+pclmul", "sse4.2", "armv8-crc" or "portable": the best path
+#: this CPU has, or the one forced in the environment at import by
+#: RINGTAIL_CRC32C_PATH=portable|sse42|pclmul|vpclmul (the best available at or below it) or
+#: RINGTAIL_CRC32C_PORTABLE=1 (see native/DESIGN.md, CRC-32C).
 CRC32C_BACKEND: str = ffi.string(lib.rt_crc32c_backend()).decode()
+# The names native/crc32c.c knows; it treats any other as "auto" (the best path).
+_CRC_PATH_NAMES = ("auto", "portable", "hw", "sse42", "sse4.2", "armv8-crc", "pclmul", "vpclmul")
+if (os.environ.get("RINGTAIL_CRC32C_PATH") or "auto") not in (*_CRC_PATH_NAMES, "fold"):
+    warnings.warn(
+        f"RINGTAIL_CRC32C_PATH={os.environ['RINGTAIL_CRC32C_PATH']!r} is none of "
+        f"{', '.join(_CRC_PATH_NAMES)}: using the best path, {CRC32C_BACKEND}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 _crc = lib.rt_crc32c
 # Output buffers are written before they are read: skip cffi's zero fill.
@@ -91,19 +104,29 @@ def crc32c(data: Any, value: int = 0) -> int:
         raise ValueError("value must be a CRC-32C result: 0 <= value < 2**32") from exc
 
 
+# _crc32c_impl's names: (C function, its availability check or None).
+_CRC_PATHS: dict[str, tuple[Any, Any]] = {
+    "portable": (lib.rt_crc32c_portable, None),
+    "hw": (lib.rt_crc32c_hw, lib.rt_crc32c_hw_available),
+    "pclmul": (lib.rt_crc32c_pclmul, lib.rt_crc32c_pclmul_available),
+    "fold": (lib.rt_crc32c_fold, lib.rt_crc32c_fold_available),
+}
+_CRC_PATHS["sse42"] = _CRC_PATHS["hw"]
+_CRC_PATHS["vpclmul"] = _CRC_PATHS["fold"]
+
+
 def _crc32c_impl(name: str) -> Any:
-    """The CRC function of one backend, for tests and benchmarks: "portable", "hw" (crc32
-    instructions, three streams) or "fold" (carry-less multiplication, 1 KiB and up)."""
-    if name == "portable":
-        fn = lib.rt_crc32c_portable
-    elif name == "hw" and lib.rt_crc32c_hw_available():
-        fn = lib.rt_crc32c_hw
-    elif name == "fold" and lib.rt_crc32c_fold_available():
-        fn = lib.rt_crc32c_fold
-    else:
+    """The CRC function of one path, for tests and benchmarks: "portable", "hw" or "sse42"
+    (crc32 instructions, three streams), "pclmul" (128-bit carry-less folding beside crc32
+    streams, 64 bytes and up) or "fold" or "vpclmul" (AVX-512 folding, 256 bytes and up);
+    shorter inputs go to "hw". LookupError if this CPU lacks the path."""
+    fn, available = _CRC_PATHS.get(name, (None, None))
+    if fn is None or (available is not None and not available()):
         raise LookupError(f"no CRC-32C backend {name!r} on this machine")
 
     def impl(data: Any, value: int = 0) -> int:
+        if type(data) is bytes:
+            return fn(value, data, len(data))
         buf = _bytes_view(data)
         return fn(value, buf, len(buf))
 

@@ -31,6 +31,8 @@ const char *rt_crc32c_backend(void);
 uint32_t rt_crc32c_portable(uint32_t crc, const uint8_t *data, size_t len);
 int rt_crc32c_hw_available(void);
 uint32_t rt_crc32c_hw(uint32_t crc, const uint8_t *data, size_t len);
+int rt_crc32c_pclmul_available(void);
+uint32_t rt_crc32c_pclmul(uint32_t crc, const uint8_t *data, size_t len);
 int rt_crc32c_fold_available(void);
 uint32_t rt_crc32c_fold(uint32_t crc, const uint8_t *data, size_t len);
 size_t rt_encode_bound(size_t n);

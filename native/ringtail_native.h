@@ -68,20 +68,27 @@ const char *rt_strerror(int err);
 /* ---- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, RFC 3720) ----
  * rt_crc32c(0, "123456789", 9) == 0xE3069283. `crc` is a previous result to extend:
  * rt_crc32c(rt_crc32c(0, a, n), b, m) == CRC of a followed by b.
- * The backend (SSE4.2 crc32q on x86-64, plus AVX-512 VPCLMULQDQ folding for buffers of 1 KiB
- * and more where the CPU has it; ARMv8 CRC32CX on aarch64; or portable slicing-by-8) is
- * chosen once at first use; RINGTAIL_CRC32C_PORTABLE=1 in the environment forces the
- * portable one. */
+ * The backend is chosen once at first use, the best the CPU has: on x86-64 SSE4.2 crc32q
+ * (three streams) for short buffers, with carry-less-multiplication folding for long ones:
+ * AVX-512 VPCLMULQDQ from 1 KiB, else 128-bit PCLMULQDQ running beside crc32q streams from
+ * 128 bytes; ARMv8 CRC32CX on aarch64; portable slicing-by-8 anywhere else. The environment
+ * at first use can force a path: RINGTAIL_CRC32C_PATH=portable|sse42|pclmul|vpclmul (the best
+ * available at or below the one named; "hw" and "armv8-crc" are synonyms of sse42, "fold" of
+ * vpclmul), and RINGTAIL_CRC32C_PORTABLE=1 forces the portable one whatever the other says. */
 uint32_t rt_crc32c(uint32_t crc, const uint8_t *data, size_t len);
-/* The backend in use: "sse4.2+vpclmulqdq", "sse4.2", "armv8-crc" or "portable". */
+/* The backend in use: "sse4.2+vpclmulqdq", "sse4.2+pclmul", "sse4.2", "armv8-crc" or
+ * "portable". */
 const char *rt_crc32c_backend(void);
 /* Each implementation directly, so one test run covers all of them whatever rt_crc32c
- * chose: rt_crc32c_hw is the crc32-instruction path alone (three streams), rt_crc32c_fold
- * the folding path (buffers under 256 bytes go to the former). Where the CPU lacks them
- * (the _available functions return 0), they fall back to the next path down. */
+ * chose: rt_crc32c_hw is the crc32-instruction path alone (three streams), rt_crc32c_pclmul
+ * the PCLMULQDQ + crc32 kernel (from 64 bytes), rt_crc32c_fold the VPCLMULQDQ kernel (from
+ * 256 bytes); shorter buffers go to rt_crc32c_hw. Where the CPU lacks a path (its _available
+ * function returns 0), the function falls back to the next path down. */
 uint32_t rt_crc32c_portable(uint32_t crc, const uint8_t *data, size_t len);
 int rt_crc32c_hw_available(void);
 uint32_t rt_crc32c_hw(uint32_t crc, const uint8_t *data, size_t len);
+int rt_crc32c_pclmul_available(void);
+uint32_t rt_crc32c_pclmul(uint32_t crc, const uint8_t *data, size_t len);
 int rt_crc32c_fold_available(void);
 uint32_t rt_crc32c_fold(uint32_t crc, const uint8_t *data, size_t len);
 

@@ -15,12 +15,12 @@ DRIVER = ROOT / "tests" / "native" / "native_fuzz.c"
 FUZZ_INPUTS = 100_000
 
 
-def _build(tmp_path, flags):
+def _build(tmp_path, flags, driver=DRIVER, native=("crc32c.c", "frames.c", "xor.c", "codec.c")):
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler: the sanitizer build needs gcc or cc")
-    exe = tmp_path / "native_fuzz"
-    sources = [DRIVER, *(NATIVE / s for s in ("crc32c.c", "frames.c", "xor.c", "codec.c"))]
+    exe = tmp_path / driver.stem
+    sources = [driver, *(NATIVE / s for s in native)]
     cmd = [cc, *flags, "-I", NATIVE, *sources, "-o", exe, "-lm", "-lpthread"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode and "sanitize" in proc.stderr and "cannot find" in proc.stderr:
@@ -56,8 +56,25 @@ def test_c_code_under_asan_and_ubsan_with_fuzz_pass(tmp_path):
     assert 0 < int(accepted) < FUZZ_INPUTS // 2
 
 
-def test_portable_crc_path_under_sanitizers(tmp_path):
+@pytest.mark.parametrize("path", ["portable", "sse42", "pclmul", "vpclmul"])
+def test_crc_paths_under_sanitizers(tmp_path, path):
+    # tests/native/crc32c_check.c: every CRC entry at every length to 4 KiB and offset to 7 in
+    # exact-size heap buffers, with the dispatcher forced onto each path in turn (a path the
+    # CPU lacks falls back to the one below; the per-path entries run whatever it has).
+    exe = _build(tmp_path, SANITIZE, DRIVER.with_name("crc32c_check.c"), ["crc32c.c"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGTAIL_CRC32C")}
+    proc = subprocess.run(
+        [exe], capture_output=True, text=True, env=env | {"RINGTAIL_CRC32C_PATH": path}, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert int(proc.stdout.split()[2]) > 100_000
+    # The fuzz driver's own CRC pass, on the same path.
     exe = _build(tmp_path, SANITIZE)
-    env = dict(os.environ, RINGTAIL_CRC32C_PORTABLE="1")
-    proc = subprocess.run([exe, "1000", "7"], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [exe, "1000", "7"],
+        capture_output=True,
+        text=True,
+        env=env | {"RINGTAIL_CRC32C_PATH": path},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
