@@ -13,10 +13,10 @@ far. Samples still in the open window (at most one window, `batch_s`) are lost w
 power; they never had a sequence number, so the audit sees no gap.
 """
 
+import asyncio
 import gc
 import time
 
-import asyncio
 from batcher import Window
 from cbor import Encoder
 from micropython import const
@@ -26,7 +26,7 @@ FIRMWARE_VERSION = "0.1.0"
 
 _HEALTH_BYTES = const(160)
 _WINDOW_POINTS = const(64)  # per metric: a 60 s window at 1 Hz fits
-_RECORD_BYTES = const(1024)  # one CoAP datagram without Block1
+RECORD_BYTES = const(1024)  # a ring record (one batch) at most: one CoAP datagram
 _STARTED = const(1)
 _READ = const(2)
 _FAILED = const(3)
@@ -77,10 +77,8 @@ class Agent:
             self._src.append(src)
             self._field.append(src.field(fname))
             exps.append(src.exponent(fname))
-        self._sources = []
-        for s in self._src:
-            if s not in self._sources:
-                self._sources.append(s)
+        # each sensor once, in the order the metrics name them
+        self._sources = [s for k, s in enumerate(self._src) if s not in self._src[:k]]
         self._measured = bytearray(len(self._sources))  # per source: _STARTED, _READ, _FAILED
         self._isdue = bytearray(n)
         self._src_index = bytearray(n)
@@ -89,7 +87,7 @@ class Agent:
         self.batch_ms = cfg["batch_s"] * 1000
         an = cfg["anomaly"]
         self.rules = []
-        for i, m in enumerate(metrics):
+        for m in metrics:
             self.rules.append(
                 MetricRules(
                     deadband=m["deadband_units"],
@@ -102,7 +100,7 @@ class Agent:
             )
         self.period = [m["period_ms"] for m in metrics]
         self.window = Window(
-            cfg["device"], self.names, exps, _WINDOW_POINTS, min(_RECORD_BYTES, ring.paymax)
+            cfg["device"], self.names, exps, _WINDOW_POINTS, min(RECORD_BYTES, ring.paymax)
         )
         self._due = [0] * n
         self.seq = 0  # the next reading's sequence number this boot
@@ -162,7 +160,7 @@ class Agent:
                 continue
             isdue[i] = 1
             # next slot on the period grid; a late tick skips missed slots, never bursts
-            nxt = time.ticks_add(due[i], self.period[i])
+            nxt = time.ticks_add(due[i], self.period[i])  # type: ignore[type-var]
             if time.ticks_diff(now, nxt) >= 0:
                 nxt = time.ticks_add(now, self.period[i])
             due[i] = nxt
@@ -282,6 +280,9 @@ class Agent:
             await asyncio.sleep_ms(period)
 
     async def run(self):
-        asyncio.create_task(self.uplink.run())
-        asyncio.create_task(self.health_forever())
+        # kept: a task nobody references may be collected while it waits
+        self._tasks = [
+            asyncio.create_task(self.uplink.run()),
+            asyncio.create_task(self.health_forever()),
+        ]
         await self.sample_forever()

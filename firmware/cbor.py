@@ -53,7 +53,7 @@ try:
     from micropython import const
 except ImportError:  # CPython, for the differential tests
 
-    def const(x):
+    def const(x):  # type: ignore[misc]  # the stubs' const is generic
         return x
 
 
@@ -662,21 +662,21 @@ def _build(d):
         b = bytes(d.data[d.at : d.at + d.arg])
         return b.decode() if kind == TEXT else b  # UTF-8 already checked by next()
     if kind == ARRAY:
-        out = []
+        items = []
         for _ in range(d.arg):
-            out.append(_build(d))
-        return out
+            items.append(_build(d))
+        return items
     if kind == MAP:
-        out = {}
+        pairs = {}
         for _ in range(d.arg):
             at = d.pos
             k = _build(d)
             if isinstance(k, (list, dict)):
                 raise CborError("map key is a container", at)
-            if k in out:
+            if k in pairs:
                 raise CborError("duplicate map key", at)
-            out[k] = _build(d)
-        return out
+            pairs[k] = _build(d)
+        return pairs
     if kind == NULL:
         return None
     if kind == UNDEF:

@@ -25,6 +25,7 @@ _KIND = const(0xD1)  # record kind byte, format version 1
 _CH = const(32)  # largest chunk for CRC, checks and copies; a power of two
 _CHLOG = const(5)
 
+TOO_BIG = const(-2)  # read(): the record does not fit the caller's buffer
 DROP_OLDEST = const(0)
 REFUSE_NEW = const(1)
 
@@ -515,7 +516,8 @@ class Ring:
 
     def read(self, buf):
         """Copy the next live record's payload into buf and return its length, or -1 when
-        there is none. Its identity is then (self.rb, self.rs)."""
+        there is none. Its identity is then (self.rb, self.rs). A record longer than buf is
+        passed over and TOO_BIG returned, with its identity in (rb, rs) likewise."""
         self._ks = self._cs
         self._ko = self._co
         # newer than what this reader returned and than the watermark (a drop may have
@@ -531,7 +533,11 @@ class Ring:
         if n < 0:
             return -1
         if len(buf) < n:
-            raise ValueError("buffer smaller than the record")
+            # skipped, not copied: the caller learns its identity and may release it
+            self.rb = self._pb
+            self.rs = self._ps
+            self._co = self._pnext
+            return TOO_BIG
         addr = self._addr(self._ks, self._ko + _RHDR)
         views = self._views
         o = 0

@@ -6,7 +6,6 @@ a gateway); here a recorder stands in for it."""
 import gc
 
 import micropython
-
 import mptest
 from agent import Agent
 from cbor import loads
@@ -73,13 +72,30 @@ class MsClock:
 
 def _cfg(batch_s=10, period_ms=1000, deadband=0, keep_every=1, anomaly_z=0):
     metrics = [
-        {"name": "temperature", "source": "ramp.t", "period_ms": period_ms,
-         "deadband_units": deadband, "keep_every": 1, "anomaly_z": anomaly_z},
-        {"name": "humidity", "source": "ramp.rh", "period_ms": 2 * period_ms,
-         "deadband_units": 0, "keep_every": keep_every, "anomaly_z": 0},
+        {
+            "name": "temperature",
+            "source": "ramp.t",
+            "period_ms": period_ms,
+            "deadband_units": deadband,
+            "keep_every": 1,
+            "anomaly_z": anomaly_z,
+        },
+        {
+            "name": "humidity",
+            "source": "ramp.rh",
+            "period_ms": 2 * period_ms,
+            "deadband_units": 0,
+            "keep_every": keep_every,
+            "anomaly_z": 0,
+        },
     ]
-    return {"device": "dev-7", "batch_s": batch_s, "health_s": 60, "metrics": metrics,
-            "anomaly": {"alpha": 0.05, "warmup": 5}}
+    return {
+        "device": "dev-7",
+        "batch_s": batch_s,
+        "health_s": 60,
+        "metrics": metrics,
+        "anomaly": {"alpha": 0.05, "warmup": 5},
+    }
 
 
 def _setup(name, **kw):
@@ -114,7 +130,7 @@ def _idle(a, now):
 def _decoder():
     # the test's own decoder: room for it only once the agent under test is dropped
     gc.collect()
-    return Codec(64)
+    return Codec(16)  # windows here hold at most 11 points per metric
 
 
 def _records(ring):
@@ -129,7 +145,7 @@ def _records(ring):
 
 
 def test_windows_become_records_with_contiguous_seqs():
-    a, ring, up, src = _setup("seq")
+    a, ring, up, _src = _setup("seq")
     _run(a, 1000, 1000 + 35000)  # 35 s: three closed windows of 10 s
     recs = _records(ring)
     check(len(recs) == 3, "records", len(recs))
@@ -144,25 +160,25 @@ def test_windows_become_records_with_contiguous_seqs():
         names = [s[0] for s in r[6]]
         check(names == ["temperature", "humidity"], names)
         for s in r[6]:
-            ts, vals = codec.decode(s[3])
+            ts, _ = codec.decode(s[3])
             check(len(ts) == s[4], "count and block disagree")
             for k in range(1, len(ts)):
                 check(ts[k] >= ts[k - 1], "offsets must not decrease")
             seq += s[4]
         t = r[6][0]
-        ts, vals = codec.decode(t[3])
+        ts, _vals = codec.decode(t[3])
         check(t[4] == 10, "temperature at 1 Hz for 10 s", t[4])
         check(ts[1] - ts[0] == 1000000, "1 s apart in µs", ts[1] - ts[0])
     check(total == seq and wakes == 3, total, seq, wakes)
 
 
 def test_values_are_exact_decimals():
-    a, ring, up, src = _setup("vals")
+    a, ring, _up, src = _setup("vals")
     _run(a, 0, 10500)
     r = _records(ring)[0]
     a = None
     codec = _decoder()
-    ts, vals = codec.decode(r[6][0][3])
+    _ts, vals = codec.decode(r[6][0][3])
     # the k-th read gives 2000 + k counts = (2000 + k) / 100 °C; reads 1, 2, 3, ... in order
     reads = src.n
     check(reads >= 10, reads)
@@ -171,7 +187,7 @@ def test_values_are_exact_decimals():
 
 
 def test_clock_estimate_travels():
-    a, ring, up, src = _setup("clock")
+    a, ring, up, _src = _setup("clock")
     up.clock = (1700000000000000, 2500)
     _run(a, 0, 10500)
     r = _records(ring)[0]
@@ -179,7 +195,7 @@ def test_clock_estimate_travels():
 
 
 def test_deadband_and_keep_every_cut_readings():
-    a, ring, up, src = _setup("rules", deadband=5, keep_every=2)
+    a, ring, _up, _src = _setup("rules", deadband=5, keep_every=2)
     _run(a, 0, 20500)
     recs = _records(ring)
     t = sum(s[4] for r in recs for s in r[6] if s[0] == "temperature")
@@ -193,7 +209,7 @@ def test_deadband_and_keep_every_cut_readings():
 
 
 def test_anomaly_closes_the_window_at_once():
-    a, ring, up, src = _setup("anom", anomaly_z=4, batch_s=60)
+    a, ring, _up, src = _setup("anom", anomaly_z=4, batch_s=60)
     a.start_sampling(0)
     now = 0
     for _ in range(20):
@@ -209,7 +225,7 @@ def test_anomaly_closes_the_window_at_once():
 
 
 def test_sensor_failure_is_counted_and_skipped():
-    a, ring, up, src = _setup("fail")
+    a, ring, _up, src = _setup("fail")
     src.fail = True
     _run(a, 0, 5000)
     check(a.sensor_errors >= 5 and a.sampled == 0, a.sensor_errors, a.sampled)
@@ -219,7 +235,7 @@ def test_sensor_failure_is_counted_and_skipped():
 
 
 def test_health_report():
-    a, ring, up, src = _setup("health")
+    a, ring, _up, _src = _setup("health")
     h = loads(bytes(a.health_report()))
     check(h[1] == "dev-7" and h[2] == ring.boot and h[9] is None, h)
     _run(a, 0, 10500)
@@ -230,7 +246,7 @@ def test_health_report():
 
 
 def test_sampling_allocates_nothing_per_sample():
-    a, ring, up, src = _setup("alloc", batch_s=3600, period_ms=100)
+    a, ring, _up, _src = _setup("alloc", batch_s=3600, period_ms=100)
     a.start_sampling(0)
     now = 0
     for _ in range(10):

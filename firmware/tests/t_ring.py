@@ -7,7 +7,7 @@ import mptest
 from metalog import Meta
 from mptest import check
 from noremu import NorFlash, PowerCut
-from ring import DROP_OLDEST, REFUSE_NEW, Ring, RingError
+from ring import DROP_OLDEST, REFUSE_NEW, TOO_BIG, Ring, RingError
 from store import open_store
 
 SS = 1024
@@ -234,8 +234,22 @@ def test_meta_torn_entry_is_ignored():
         check(m.new_boot() == m.boot and m.boot > b0, "next boot after a torn entry")
 
 
+def test_a_record_too_big_for_the_buffer_is_passed_over_with_its_identity():
+    r = open_store(_flash())
+    r.append(_payload(1, 10))
+    r.append(_payload(2, 100))
+    r.append(_payload(3, 10))
+    buf = bytearray(20)
+    check(r.read(buf) == 10 and r.rs == 0)
+    check(r.read(buf) == TOO_BIG and (r.rb, r.rs) == (r.boot, 1), "identity of the big one")
+    check(r.read(buf) == 10 and r.rs == 2 and bytes(buf[:10]) == _payload(3, 10))
+    check(r.release(r.boot, 1) == 2, "released up to the big one")
+    check([x[1] for x in _read_all(r)] == [2])
+
+
 mptest.run(
     [
+        test_a_record_too_big_for_the_buffer_is_passed_over_with_its_identity,
         test_append_then_read_in_order,
         test_recovery_keeps_records_and_takes_a_new_boot,
         test_release_is_durable_and_never_comes_back,
