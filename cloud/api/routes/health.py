@@ -24,7 +24,7 @@ class HealthReport(BaseModel):
     heap_free: int
     ring_used: int
     ring_capacity: int
-    overflow: int = Field(description="readings lost to a full flash ring since boot")
+    overflow: int = Field(description="records (batches) lost to a full flash ring this boot")
     retransmits: int
     quarantined: int
     firmware: str
