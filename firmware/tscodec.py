@@ -16,8 +16,10 @@ decimal and scaled modes, decode() and block_count(). Each function a module hol
 64 KB device heap on import, even from ROMFS, and the device never calls these.
 
 Memory: a Codec owns its buffers, sized once for `max_points`; encode and decode reuse them
-(measured in native/DESIGN.md). 64-bit quantities (timestamps, XOR patterns) are long ints on
-the device: that allocation is unavoidable in pure Python and bounded by the block size.
+(measured in native/DESIGN.md), and decode reads frames into the Encoder's item arrays.
+Timestamps and integers take tsenc's small-int paths when they are small; 64-bit quantities
+(XOR patterns, float bits, decoded items) are long ints: that allocation is unavoidable in pure
+Python and bounded by the block size.
 """
 
 import struct
@@ -31,9 +33,9 @@ from tsenc import (
     MODE_DECIMAL,
     Encoder,
     _bitlen,
-    _choose_width,
     _put_varint,
-    _zigzag,
+    _store,
+    _zz,
     encode_bound,
 )
 from tsenc import FRAME as _FRAME
@@ -90,6 +92,12 @@ def _ctz(v):  # v != 0
         v >>= 1
         n += 1
     return n
+
+
+def _load(lo, hi, i):
+    # item i of the Encoder's halves (tsenc._store)
+    h = hi[i]
+    return lo[i] | h << 32 if h else lo[i]
 
 
 def _unzigzag(z):
@@ -152,14 +160,7 @@ def _get_varint(buf, pos, end):
     raise CodecError("block truncated: a field runs past the end")
 
 
-def _frames_size(items, n, hist, lens):
-    total = 0
-    for s in range(0, n, _FRAME):
-        total += _choose_width(items, s, min(_FRAME, n - s), hist, lens)[3]
-    return total
-
-
-def _frame_decode(buf, pos, end, flen, out, start):
+def _frame_decode(buf, pos, end, flen, lo, hi, start):
     if pos >= end:
         raise CodecError("block truncated: a field runs past the end")
     h = buf[pos]
@@ -182,7 +183,7 @@ def _frame_decode(buf, pos, end, flen, out, start):
         raise CodecError("block truncated: a field runs past the end")
     r = _Reader(buf, pos, pos + nb)
     for i in range(flen):
-        out[start + i] = r.get(w) if w else 0
+        _store(lo, hi, start + i, r.get(w) if w else 0)
     pos += nb
     if cnt:
         hb = (cnt * ew + 7) // 8
@@ -195,7 +196,7 @@ def _frame_decode(buf, pos, end, flen, out, start):
             if p >= flen or p <= prev:
                 raise CodecError("malformed integer frame")
             prev = p
-            out[start + p] |= r.get(ew) << w
+            _store(lo, hi, start + p, _load(lo, hi, start + p) | r.get(ew) << w)
         pos += cnt + hb
     return pos
 
@@ -225,7 +226,7 @@ def _sample_cost(mode, param, values, n, s):
     bits = 0
     for i in range(s):
         ok, k = _int_of(mode, param, values[i * n // s])
-        bits += _bitlen(_zigzag(k & _M64)) if ok else 96
+        bits += _bitlen(_zz(k)) if ok else 96
     return bits
 
 
@@ -347,8 +348,9 @@ class Codec(Encoder):
             raise ValueError("timestamps and values differ in length")
         vals = self._encode_timestamps(timestamps, n)
         buf = self._buf
-        # Values: decimal, scaled or XOR (SPEC.md: Encoder choices). Sizes first, then only
-        # the winner is written.
+        # Values: decimal, scaled or XOR (SPEC.md: Encoder choices). The integer mode's frames
+        # are written where they belong, which gives their size; XOR mode, if smaller, writes
+        # over them.
         e, dec_hits = _choose_exponent(values, n)
         dec_sample = min(n, _SAMPLE)
         sc_sample = min(n, _SCALE_SAMPLE)
@@ -365,7 +367,7 @@ class Codec(Encoder):
                 < _sample_cost(MODE_DECIMAL, e, values, n, dec_sample) * sc_sample
             ):
                 best = (MODE_SCALED, scale)
-        plan = self._plan_ints(best[0], best[1], values, n) if best else (0, 0, 0)
+        plan = self._plan_ints(best[0], best[1], values, n, vals) if best else (0, 0, 0, 0)
         use_xor = n == 0 or best is None
         if not use_xor and plan[2] > 8 + (2 * (n - 1) + 7) // 8:
             use_xor = 8 + (_xor_bits(values, n) + 7) // 8 < plan[2]
@@ -374,29 +376,38 @@ class Codec(Encoder):
             end = self._encode_xor(values, n, vals)
         else:
             buf[1] = best[0] | plan[0] << 2
-            end = self._write_values(best, values, n, vals, plan[1])
+            end = self._write_values(best, values, vals, plan[1], plan[3])
         return bytes(memoryview(buf)[:end])
 
-    def _plan_ints(self, mode, param, values, n):
-        # Fills _items (transformed) and _exc; returns (order, exceptions, section bytes).
-        items = self._items
+    def _plan_ints(self, mode, param, values, n, pos):
+        # Fills the items (as tsenc's _put_counts does) and _exc, and writes the frames of the
+        # value section that starts at pos; returns (order, exceptions, section bytes, where
+        # the frames end).
+        lo = self._lo
+        hi = self._hi
         exc = self._exc
         nexc = 0
         prev = 0
+        bits0 = 0
+        bits1 = 0
         for i in range(n):
             ok, k = _int_of(mode, param, values[i])
             if not ok:
                 exc[nexc] = i
                 nexc += 1
                 k = prev
-            items[i] = k & _M64
+            bits0 += _bitlen(_zz(k))  # |k| < 2**53: no wrapping
+            z = _zz(k - prev)
+            bits1 += _bitlen(z)
+            _store(lo, hi, i, z)
             prev = k
-        order = self._put_ints(items, n)
-        size = (1 if mode == MODE_DECIMAL else 8) + _varint_len(nexc)
-        size += _frames_size(items, n, self._hist, self._lens)
-        return order, nexc, size + 12 * nexc
+        order = self._order(n, bits0, bits1)
+        start = pos + (1 if mode == MODE_DECIMAL else 8) + _varint_len(nexc)
+        end = self._frames_encode(n, start)
+        return order, nexc, end - pos + 12 * nexc, end
 
-    def _write_values(self, best, values, n, pos, nexc):
+    def _write_values(self, best, values, pos, nexc, end):
+        # The value section around its frames, which _plan_ints wrote and which end at end.
         mode, param = best
         buf = self._buf
         if mode == MODE_DECIMAL:
@@ -405,7 +416,8 @@ class Codec(Encoder):
         else:
             struct.pack_into("<d", buf, pos, param)
             pos += 8
-        pos = self._frames_encode(n, _put_varint(buf, pos, nexc))
+        _put_varint(buf, pos, nexc)
+        pos = end
         exc = self._exc
         for j in range(nexc):
             struct.pack_into("<Id", buf, pos, exc[j], values[exc[j]])
@@ -451,7 +463,8 @@ class Codec(Encoder):
         n = block_count(block)
         if n > self.max_points:
             raise CodecError("block holds more points than this Codec was sized for")
-        items = self._items
+        lo = self._lo
+        hi = self._hi
         if self._ts is None:
             self._ts = array("q", [0] * self.max_points)
             self._values = array("d", [0.0] * self.max_points)
@@ -463,10 +476,10 @@ class Codec(Encoder):
             prev = _unzigzag(prev)
             ts[0] = _signed(prev)
             for s in range(0, n - 1, _FRAME):
-                pos = _frame_decode(block, pos, end, min(_FRAME, n - 1 - s), items, s)
+                pos = _frame_decode(block, pos, end, min(_FRAME, n - 1 - s), lo, hi, s)
             delta = 0
             for i in range(1, n):
-                z = _unzigzag(items[i - 1])
+                z = _unzigzag(_load(lo, hi, i - 1))
                 delta = z if i == 1 else (delta + z) & _M64
                 prev = (prev + delta) & _M64
                 ts[i] = _signed(prev)
@@ -492,10 +505,10 @@ class Codec(Encoder):
         if nexc > n:
             raise CodecError("malformed exception list")
         for s in range(0, n, _FRAME):
-            pos = _frame_decode(block, pos, end, min(_FRAME, n - s), items, s)
+            pos = _frame_decode(block, pos, end, min(_FRAME, n - s), lo, hi, s)
         k = 0
         for i in range(n):
-            z = _unzigzag(items[i])
+            z = _unzigzag(_load(lo, hi, i))
             k = (k + z) & _M64 if order else z
             values[i] = _signed(k) / factor if divide else _signed(k) * factor
         if (end - pos) // 12 < nexc:

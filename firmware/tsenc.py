@@ -13,9 +13,22 @@ tests and the unix port. No code is in both. The bytes are tscodec's, which test
 hold to the C encoder (firmware/tests/t_tsenc.py checks both, and measures the heap).
 
 Memory: an Encoder owns its buffers, sized once for `max_points` (8 bytes a point, and an
-output buffer of decimal_bound(max_points)); encode_decimal allocates only the bytes it
-returns. 64-bit quantities (timestamps, zigzag patterns) are long ints on the device: that
-allocation is unavoidable in pure Python and bounded by the block size.
+output buffer of decimal_bound(max_points)). The format's arithmetic is modulo 2**64, on
+patterns that are long ints in MicroPython: a heap object for every intermediate, ~1 KB a point
+when this encoder computed that way. It computes on the signed ints instead, whose zigzag is
+the pattern's while it is small: a delta of delta or a count (and its delta) within ±(2**29 - 1)
+takes only small ints on every port (they end at 2**30 on the 32-bit ones, 2**62 on 64-bit),
+its item fits 30 bits, and the bit writer's accumulator stays below 2**30. A wider value (a
+timestamp step that changes by 2**29 µs, ~9 minutes, or more; a count or count step beyond
+that range; a first timestamp beyond it) takes the 64-bit path, for itself alone; and on a
+32-bit port a timestamp of 2**30 µs (~18 minutes) or more is a long int already. So for sensor
+data encode_decimal leaves only the bytes it returns behind (and takes a few heap frames, freed
+as it returns: MicroPython gives one to a function with more than 11 locals and stack slots);
+firmware/tests/t_tsenc.py measures it.
+
+Inputs: any sequences of ints. An item read from an array("q") or array("Q") (or a view of
+one) is a new long int even when its value is small, and the first arithmetic on it allocates
+again: ~76 bytes a point on the unix port. Arrays "i", "I", "l" and "h" give small ints.
 """
 
 import struct
@@ -35,25 +48,49 @@ MODE_DECIMAL = const(1)
 HEADER = const(6)  # version, mode, point count
 FRAME = const(128)  # items per frame
 MAX_EXP = const(18)  # largest decimal exponent
+# |x| <= _SMALL: zigzag(x) = (x << 1) ^ (x >> 63) <= _NARROW, every intermediate a small int on
+# 32-bit ports too (small ints end at 2**30 there).
+_SMALL = const(0x1FFFFFFF)
+_NARROW = const(0x3FFFFFFF)
+_INLINE = const(23)  # widths packed inline: (2**23 - 1) << 7 keeps the accumulator below 2**30
 # Long ints, so not consts: a const too wide for a small int is a heap object in each module
 # that names it. These are made once, here; tscodec imports them.
 _M64 = (1 << 64) - 1
 _EXACT_LIMIT = 1 << 53  # |n| below it converts to float exactly
+_NIB = b"\x00\x01\x02\x02\x03\x03\x03\x03\x04\x04\x04\x04\x04\x04\x04\x04"  # of 0..15
 
 
 def _bitlen(v):
     n = 0
-    while v >= 0x10000:
-        v >>= 16
-        n += 16
-    while v:
-        v >>= 1
-        n += 1
-    return n
+    while v >= 0x100:
+        v >>= 8
+        n += 8
+    if v >= 0x10:
+        v >>= 4
+        n += 4
+    return n + _NIB[v]
 
 
 def _zigzag(u):  # u: 64-bit two's complement pattern
     return ((u << 1) & _M64) ^ (_M64 if u >> 63 else 0)
+
+
+def _zz(x):
+    # zigzag of any int taken mod 2**64: without long ints when x is small
+    if -_SMALL <= x <= _SMALL:
+        return (x << 1) ^ (x >> 63)
+    return _zigzag(x & _M64)
+
+
+# Items (unsigned 64-bit) are kept as two arrays of 32-bit halves, lo and hi: an array("Q") item
+# is a long int on every read, an array("I") item a small int whenever its value is one. Items
+# up to _NARROW are written as lo[i] = item, hi[i] = 0 where they are made; others by _store.
+
+
+def _store(lo, hi, i, v):
+    h = v >> 32
+    lo[i] = v - (h << 32)
+    hi[i] = h
 
 
 def _put_varint(buf, pos, v):
@@ -64,32 +101,6 @@ def _put_varint(buf, pos, v):
         pos += 1
     buf[pos] = v
     return pos + 1
-
-
-def _choose_width(items, s, flen, hist, lens):
-    # (w, exceptions, maxl, bytes) of the canonical frame: widest first, narrower only if
-    # strictly smaller (SPEC.md: Frames). Fills hist (65 counters) and lens (flen bit lengths).
-    for i in range(65):
-        hist[i] = 0
-    for i in range(flen):
-        b = _bitlen(items[s + i])
-        lens[i] = b
-        hist[b] += 1
-    maxl = 64
-    while maxl and not hist[maxl]:
-        maxl -= 1
-    best_w = maxl
-    best_cost = 1 + (flen * maxl + 7) // 8
-    best_cnt = 0
-    cnt = 0
-    for w in range(maxl - 1, -1, -1):
-        cnt += hist[w + 1]
-        c = 1 + (flen * w + 7) // 8 + 2 + cnt + (cnt * (maxl - w) + 7) // 8
-        if c < best_cost:
-            best_cost = c
-            best_w = w
-            best_cnt = cnt
-    return best_w, best_cnt, maxl, best_cost
 
 
 def encode_bound(n):
@@ -112,8 +123,9 @@ class Encoder:
             raise ValueError("max_points out of range")
         self.max_points = max_points
         # Typed arrays, not lists: no boxed ints stay on the heap between calls to fragment
-        # it (a 64 KB heap has little room for that).
-        self._items = array("Q", bytes(8 * max_points))
+        # it (a 64 KB heap has little room for that). The items, as halves (see _store).
+        self._lo = array("I", bytes(4 * max_points))
+        self._hi = array("I", bytes(4 * max_points))
         self._hist = bytearray(65)  # a frame's bit-length histogram: counts <= FRAME
         self._lens = bytearray(min(FRAME, max_points))  # a frame's item bit lengths
         self._buf = bytearray(self._bound(max_points))
@@ -138,12 +150,9 @@ class Encoder:
             raise ValueError("timestamps and counts differ in length")
         if not 0 <= e <= MAX_EXP:
             raise ValueError("e must be in 0..18")
-        for i in range(n):
-            if not -_EXACT_LIMIT < counts[i] < _EXACT_LIMIT:
-                raise ValueError("counts must be integers below 2**53 in magnitude")
         pos = self._encode_timestamps(timestamps, n)
         buf = self._buf
-        buf[1] = MODE_DECIMAL | self._put_ints(counts, n) << 2
+        buf[1] = MODE_DECIMAL | self._put_counts(counts, n) << 2
         buf[pos] = e
         buf[pos + 1] = 0  # the exception count, a varint: integers have none
         end = self._frames_encode(n, pos + 2)
@@ -154,87 +163,187 @@ class Encoder:
         if n > self.max_points:
             raise ValueError("more points than this encoder was sized for")
         buf = self._buf
-        items = self._items
+        lo = self._lo
+        hi = self._hi
         buf[0] = FORMAT_VERSION
         struct.pack_into("<I", buf, 2, n)
-        # t0 as a varint, then t1 - t0 and the deltas of deltas (mod 2^64).
+        # t0 as a varint, then t1 - t0 and the deltas of deltas (mod 2^64). Computed on the
+        # ints as they are (t1 - t0 is t1 - t0 - 0): congruent mod 2^64 to the format's
+        # wrapping arithmetic, so their zigzags are the same.
         vals = HEADER
         if n:
-            prev = timestamps[0] & _M64
-            vals = _put_varint(buf, vals, _zigzag(prev))
+            prev = timestamps[0]
+            vals = _put_varint(buf, vals, _zz(prev))
             delta = 0
             for i in range(1, n):
-                t = timestamps[i] & _M64
-                d = (t - prev) & _M64
-                items[i - 1] = _zigzag(d if i == 1 else (d - delta) & _M64)
+                t = timestamps[i]
+                d = t - prev
+                x = d - delta
                 delta = d
                 prev = t
+                if -_SMALL <= x <= _SMALL:
+                    lo[i - 1] = (x << 1) ^ (x >> 63)
+                    hi[i - 1] = 0
+                else:
+                    _store(lo, hi, i - 1, _zigzag(x & _M64))
             vals = self._frames_encode(n - 1, vals)
         return vals
 
-    def _put_ints(self, ints, n):
-        # Fills _items with the integers ints[:n] (or their 64-bit patterns), zigzagged as
-        # they are (order 0) or as deltas (order 1), whichever has fewer significant bits;
-        # returns the order. `ints` may be _items itself. Read from the caller's array, not
-        # from _items: an array("Q") item is a long int on every read.
-        items = self._items
+    def _put_counts(self, counts, n):
+        # Items of the integers counts[:n] (|k| < 2**53, checked), zigzagged as deltas (order
+        # 1) or, if that has more significant bits, as they are (order 0); returns the order.
+        # Their differences fit 64 bits, so the zigzags need no wrapping.
+        lo = self._lo
+        hi = self._hi
         prev = 0
         bits0 = 0
         bits1 = 0
         for i in range(n):
-            k = ints[i]
-            bits0 += _bitlen(_zigzag(k & _M64))
-            bits1 += _bitlen(_zigzag((k - prev) & _M64))
-            items[i] = k & _M64
-            prev = k
-        order = 0 if bits0 < bits1 else 1
-        for i in range(n - 1, -1, -1):
-            items[i] = _zigzag((items[i] - items[i - 1]) & _M64 if order and i else items[i])
-        return order
+            k = counts[i]
+            if not -_SMALL <= k <= _SMALL and not -_EXACT_LIMIT < k < _EXACT_LIMIT:
+                raise ValueError("counts must be integers below 2**53 in magnitude")
+            d = k - prev  # the one operation on k, which may be a long int (see Inputs)
+            prev += d
+            bits0 += _bitlen((prev << 1) ^ (prev >> 63))
+            z = (d << 1) ^ (d >> 63)
+            bits1 += _bitlen(z)
+            if z > _NARROW:
+                _store(lo, hi, i, z)
+            else:
+                lo[i] = z
+                hi[i] = 0
+        return self._order(n, bits0, bits1)
+
+    def _order(self, n, bits0, bits1):
+        # The order (SPEC.md: Encoder choices) from the bits of each; the items hold order 1's
+        # zigzags and become order 0's if that wins. (A small function: MicroPython gives
+        # one with more than 11 locals and stack slots a heap frame on every call.)
+        return 1 if bits0 >= bits1 else self._undelta(n)
+
+    def _undelta(self, n):
+        # Order 1's items (zigzags of deltas below 2**63 in magnitude) to order 0's; returns 0.
+        lo = self._lo
+        hi = self._hi
+        k = 0
+        for i in range(n):
+            h = hi[i]
+            z = lo[i] | h << 32 if h else lo[i]
+            k += (z >> 1) ^ -(z & 1)
+            z = (k << 1) ^ (k >> 63)
+            if z > _NARROW:
+                _store(lo, hi, i, z)
+            else:
+                lo[i] = z
+                hi[i] = 0
+        return 0
 
     def _frames_encode(self, n, pos):
-        # _items[:n] as frames into _buf from pos on; returns where they end.
-        items = self._items
+        # Items 0 .. n - 1 as frames into _buf from pos on; returns where they end.
+        lo = self._lo
+        hi = self._hi
         buf = self._buf
         lens = self._lens
+        hist = self._hist
         for s in range(0, n, FRAME):
             flen = min(FRAME, n - s)
-            w, best_cnt, maxl, _ = _choose_width(items, s, flen, self._hist, lens)
-            ew = maxl - w
-            buf[pos] = w | (0x80 if best_cnt else 0)
+            # The canonical width w (SPEC.md: Frames): from the histogram of bit lengths, the
+            # widest (maxl) first, a narrower one only if the frame is strictly smaller.
+            for i in range(65):
+                hist[i] = 0
+            for i in range(flen):
+                h = hi[s + i]
+                b = 32 + _bitlen(h) if h else _bitlen(lo[s + i])
+                lens[i] = b
+                hist[b] += 1
+            maxl = 64
+            while maxl and not hist[maxl]:
+                maxl -= 1
+            w = maxl
+            best = 1 + (flen * maxl + 7) // 8
+            cnt = 0
+            c = 0
+            for i in range(maxl - 1, -1, -1):
+                c += hist[i + 1]
+                size = 1 + (flen * i + 7) // 8 + 2 + c + (c * (maxl - i) + 7) // 8
+                if size < best:
+                    best = size
+                    w = i
+                    cnt = c
+            buf[pos] = w | (0x80 if cnt else 0)
             pos += 1
-            if best_cnt:
-                buf[pos] = best_cnt - 1
-                buf[pos + 1] = ew
+            if cnt:
+                buf[pos] = cnt - 1
+                buf[pos + 1] = maxl - w
                 pos += 2
-            self._pos = pos
-            m = (1 << w) - 1
-            if w:
-                for i in range(flen):
-                    self._put(items[s + i] & m, w)
-            pos = self._flush()
-            if best_cnt:
+            # The low w bits of every item: lo's while w <= 32, lo and then hi's beyond.
+            if 0 < w <= _INLINE:  # the common case, packed here without a call an item
+                m = (1 << w) - 1
+                acc = 0
+                fill = 0
+                for j in range(s, s + flen):
+                    acc |= (lo[j] & m) << fill
+                    fill += w
+                    while fill >= 8:
+                        buf[pos] = acc & 0xFF
+                        acc >>= 8
+                        pos += 1
+                        fill -= 8
+                if fill:
+                    buf[pos] = acc
+                    pos += 1
+            elif w:
+                self._pos = pos
+                for j in range(s, s + flen):
+                    if w > 32:
+                        self._put(lo[j], 32)
+                        self._put(hi[j], w - 32)
+                    else:
+                        self._put(lo[j], w)
+                pos = self._flush()
+            if cnt:
                 for i in range(flen):
                     if lens[i] > w:
                         buf[pos] = i
                         pos += 1
                 self._pos = pos
+                ew = maxl - w  # the high bits, item >> w: from lo, then hi, or hi alone
+                k = 32 - w if w < 32 else 0
                 for i in range(flen):
                     if lens[i] > w:
-                        self._put(items[s + i] >> w, ew)
+                        if k:
+                            self._put(lo[s + i] >> w, ew if ew < k else k)
+                            if ew > k:
+                                self._put(hi[s + i], ew - k)
+                        else:
+                            self._put(hi[s + i] >> (w - 32), ew)
                 pos = self._flush()
         return pos
 
     def _put(self, v, n):
-        # LSB-first bit writer into _buf (SPEC.md: Bits): v < 2**n in n bits, at _pos on.
-        self._acc |= v << self._fill
-        self._fill += n
+        # LSB-first bit writer into _buf (SPEC.md: Bits): the low n bits of v >= 0, at _pos on.
+        # Fed 16 bits at a time: the accumulator stays below 2**23, a small int on every port.
         buf = self._buf
-        while self._fill >= 8:
-            buf[self._pos] = self._acc & 0xFF
-            self._pos += 1
-            self._acc >>= 8
-            self._fill -= 8
+        pos = self._pos
+        acc = self._acc
+        fill = self._fill
+        while n > 16:
+            acc |= (v & 0xFFFF) << fill
+            buf[pos] = acc & 0xFF
+            buf[pos + 1] = (acc >> 8) & 0xFF
+            acc >>= 16
+            pos += 2
+            v >>= 16
+            n -= 16
+        acc |= (v & ((1 << n) - 1)) << fill
+        fill += n
+        while fill >= 8:
+            buf[pos] = acc & 0xFF
+            acc >>= 8
+            pos += 1
+            fill -= 8
+        self._pos = pos
+        self._acc = acc
+        self._fill = fill
 
     def _flush(self):
         # The last partial byte, zero-padded; returns the position after it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -186,38 +187,172 @@ def test_encode_decimal_validates(tscodec):
         codec.encode_decimal([1, 2], [1], 0)
 
 
+# Series at the edges of tsenc's small-int path (|x| <= 2**29 - 1, x a delta of delta, a count
+# or a count's delta) and past them: (timestamps, counts, e, whether the float encoder picks
+# decimal mode with this e, so that encode_decimal's bytes must be the C encoder's).
+_S = 2**29 - 1
+
+
+def _integrated(t0: int, d0: int, dds: list[int]) -> list[int]:
+    ts = [t0, t0 + d0]
+    d = d0
+    for x in dds:
+        d += x
+        ts.append(ts[-1] + d)
+    return ts
+
+
+def _sprinkled(n: int, c0: int) -> list[int]:
+    counts = [c0 + (i * 7) % 13 - 6 for i in range(n)]
+    edges = [_S, -_S, _S + 1, -_S - 1, 2**30, -(2**30), 2**53 - 1, 1 - 2**53]
+    for j, v in enumerate(edges):
+        counts[1 + j * (n - 2) // len(edges)] = v
+    return counts
+
+
+def _edge_series() -> dict[str, tuple[np.ndarray, np.ndarray, int, bool]]:
+    dds = [_S, -_S, _S + 1, -_S - 1, _S + 2, 2**30, -(2**30), 2**30 - 1, 0, 5]
+    dds += [-(2**31), 2**31, 0, -(2**53), 2**53 - 1, 0]
+    steady = [1_000_000 * i for i in range(256)]
+    rng = np.random.default_rng(29)
+    jitter = [t + int(j) for t, j in zip(steady, rng.integers(-2000, 2001, 256), strict=True)]
+    walk = (2150 + np.cumsum(rng.integers(-3, 4, 256))).tolist()
+    edges = [_S, -_S, _S + 1, -_S - 1, 2**30, -(2**30), 2**53 - 1, 1 - 2**53, 0, 1]
+    near_62 = _integrated(2**62 - 3000, 1000, [0, 0, 1, -1, 0, 0, 0])
+    extremes = [-(2**63), 2**63 - 1, -(2**63), 0, 2**62, -(2**62)]
+    extremes += [2**29, -(2**29), _S, -_S, 2**30, -(2**30)]
+    cases = {
+        "us_offsets_temperature": (jitter, walk, 2, True),
+        "dd_edges": (_integrated(0, 1_000_000, dds), _sprinkled(len(dds) + 2, 2150), 2, True),
+        "dd_edges_negative": (
+            _integrated(-(2**40), -1_000_000, dds),
+            _sprinkled(len(dds) + 2, 2150),
+            2,
+            True,
+        ),
+        "across_2_62": (near_62, list(range(len(near_62))), 1, True),
+        "extreme_timestamps": (extremes, [0] * len(extremes), 0, True),
+        "count_edges_130": (steady[:130], _sprinkled(130, 2150), 0, True),
+        "count_edges_130_e2": (steady[:130], _sprinkled(130, 2150), 2, True),
+        "count_edges_130_around_0": (steady[:130], _sprinkled(130, 0), 0, True),
+        "count_edges_64": (steady[:64], _sprinkled(64, 2150), 0, True),
+        "count_edges_alone": (steady[: len(edges)], edges, 0, False),
+        "count_alternating_2_53": (
+            steady[:20],
+            [2**53 - 1 if i & 1 else 1 - 2**53 for i in range(20)],
+            0,
+            False,
+        ),
+        "count_constant_2_53": (steady[:20], [2**53 - 1] * 20, 0, True),
+    }
+    return {
+        name: (np.array(ts, dtype=np.int64), np.array(counts, dtype=np.int64), e, decimal)
+        for name, (ts, counts, e, decimal) in cases.items()
+    }
+
+
+EDGES = _edge_series()
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_encode_decimal_at_the_small_int_edges_matches_c(tscodec, name):
+    ts, counts, e, decimal = EDGES[name]
+    values = counts / 10**e
+    block = tscodec.Codec(256).encode_decimal(ts.tolist(), counts.tolist(), e)
+    t2, v2 = native.decode(block)
+    assert t2.tolist() == ts.tolist()
+    assert bits(v2) == bits(values)
+    want = native.encode(ts, values)
+    assert tscodec.Codec(256).encode(ts.tolist(), values.tolist()) == want
+    if decimal:
+        assert block == want
+
+
+def test_device_encoder_keeps_small_values_in_small_ints_of_32_bit_ports(tscodec):
+    # The 32-bit ports' small ints end at 2**30 (the unix port's, where the MicroPython tests
+    # run, at 2**62). On series whose values all stay on tsenc's small-int path, no local
+    # variable of tsenc's functions is ever past that, at any line: so the ESP32 and RP2040
+    # take no long ints either (what a line computes on its way to a local is bounded in
+    # tsenc.py's comments).
+    tsenc = sys.modules["tsenc"]
+    lo, hi = -(2**30), 2**30 - 1
+    seen = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != str(TSENC_PATH):
+            return None
+        for var, v in frame.f_locals.items():
+            if type(v) is int and not lo <= v <= hi:
+                seen.append((frame.f_code.co_name, frame.f_lineno, var, v))
+        if event == "return" and type(arg) is int and not lo <= arg <= hi:
+            seen.append((frame.f_code.co_name, frame.f_lineno, "return", arg))
+        return tracer
+
+    ts, counts, _, _ = EDGES["us_offsets_temperature"]
+    series = [
+        (ts.tolist(), counts.tolist()),
+        ([0, _S, 2 * _S, 2 * _S], [_S, _S, 0, -_S]),  # every edge value, none past it
+        ([0, -_S, -2 * _S, -2 * _S], [-_S, 0, _S, _S]),
+        ([0, 1, 2, 3] * 40, [(i * 7919) % (2**28) for i in range(160)]),  # 28-bit items
+    ]
+    enc = tsenc.Encoder(256)
+    sys.settrace(tracer)
+    try:
+        blocks = [enc.encode_decimal(t, c, 0) for t, c in series]
+    finally:
+        sys.settrace(None)
+    assert not seen, seen[:10]
+    for (t, c), block in zip(series, blocks, strict=True):
+        assert block == tscodec.Codec(256).encode_decimal(t, c, 0)
+        t2, v2 = native.decode(block)
+        assert t2.tolist() == t
+        assert v2.tolist() == c
+
+
 MP_COUNTS_DRIVER = """
 import sys
 from array import array
 sys.path.insert(0, sys.argv[1])
 import tscodec
-with open(sys.argv[1] + '/counts.in', 'rb') as f:
-    raw = f.read()
-n = len(raw) // 16
-ts = array('q', raw[:8 * n])
-counts = array('q', raw[8 * n:])
-block = tscodec.Codec(256).encode_decimal(ts, counts, 2)
-with open(sys.argv[1] + '/counts.out', 'wb') as f:
-    f.write(block)
+codec = tscodec.Codec(256)
+for name in sys.argv[2:]:
+    with open(sys.argv[1] + '/' + name + '.in', 'rb') as f:
+        raw = f.read()
+    e = raw[0]
+    n = (len(raw) - 1) // 16
+    ts = array('q', raw[1:1 + 8 * n])
+    counts = array('q', raw[1 + 8 * n:])
+    block = codec.encode_decimal(ts, counts, e)
+    with open(sys.argv[1] + '/' + name + '.out', 'wb') as f:
+        f.write(block)
 """
 
 
 def test_encode_decimal_under_micropython(tmp_path):
+    # The temperature series, and the series at the small-int path's edges, where the unix
+    # port's small ints (to 2**62) and long ints meet as well.
     micropython, mpy_cross = BIN / "micropython", BIN / "mpy-cross"
     if not micropython.exists() or not mpy_cross.exists():
         pytest.skip("MicroPython unix port not installed (pip install '.[dev]')")
     _compile_reference(mpy_cross, tmp_path)
     ts, counts = _temperature_counts()
-    (tmp_path / "counts.in").write_bytes(
-        ts.astype("<i8").tobytes() + counts.astype("<i8").tobytes()
-    )
+    cases = {"temperature": (ts, counts, 2, True), **EDGES}
+    for name, (ts, counts, e, _) in cases.items():
+        data = bytes([e]) + ts.astype("<i8").tobytes() + counts.astype("<i8").tobytes()
+        (tmp_path / f"{name}.in").write_bytes(data)
     (tmp_path / "driver.py").write_text(MP_COUNTS_DRIVER)
     proc = subprocess.run(
-        [micropython, "-X", "heapsize=64K", tmp_path / "driver.py", tmp_path],
+        [micropython, "-X", "heapsize=64K", tmp_path / "driver.py", tmp_path, *sorted(cases)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "counts.out").read_bytes() == native.encode(ts, counts / 100)
+    for name, (ts, counts, e, decimal) in cases.items():
+        block = (tmp_path / f"{name}.out").read_bytes()
+        t2, v2 = native.decode(block)
+        assert t2.tolist() == ts.tolist(), name
+        assert bits(v2) == bits(counts / 10**e), name
+        if decimal:
+            assert block == native.encode(ts, counts / 10**e), name
