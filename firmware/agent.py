@@ -17,7 +17,7 @@ import asyncio
 import gc
 import time
 
-from batcher import Window
+from batcher import MAX_WINDOW_US, Window
 from cbor import Encoder
 from micropython import const
 from rules import ANOMALY, KEEP, MetricRules
@@ -85,6 +85,8 @@ class Agent:
         for i in range(n):
             self._src_index[i] = self._sources.index(self._src[i])
         self.batch_ms = cfg["batch_s"] * 1000
+        if self.batch_ms * 1000 > MAX_WINDOW_US:
+            raise ValueError("batch_s beyond what a window's 32-bit µs offsets span")
         an = cfg["anomaly"]
         self.rules = []
         for m in metrics:
@@ -203,7 +205,7 @@ class Agent:
                 continue
             if not window.room(i):
                 self.close_window(now)
-            window.add(i, time.ticks_diff(now, window.opened_ms), v)
+            window.add(i, time.ticks_diff(now, window.opened_ms) * 1000, v)
             self.kept += 1
             if flags & ANOMALY:
                 self.anomalies += 1

@@ -16,8 +16,13 @@ Reading k of a batch (series in order, points in order) has seq = batch seq + k.
 
 from array import array
 
+from micropython import const
+
 from cbor import CborError, Encoder
 from tsenc import Encoder as BlockEncoder
+
+
+MAX_WINDOW_US = const(2_000_000_000)  # offsets are int32 µs: a window closes by 2000 s
 
 
 class Window:
@@ -27,14 +32,15 @@ class Window:
         self._exps = exps
         m = len(names)
         self.points = points  # per metric: the window is full when one metric has this many
-        # per metric: ms offsets from the window's start, and values in the metric's units
-        self._ms = [array("i", bytes(4 * points)) for _ in range(m)]
+        # per metric: µs offsets from the window's start (32-bit: a window is at most
+        # MAX_WINDOW_US long), and values in the metric's units; "i" items read back as
+        # small ints, so encoding allocates next to nothing per point
+        self._us = [array("i", bytes(4 * points)) for _ in range(m)]
         self._val = [array("i", bytes(4 * points)) for _ in range(m)]
         self._n = array("H", bytes(2 * m))
         self._a = array("H", bytes(2 * m))  # next point of each metric to emit
         self._b = array("H", bytes(2 * m))  # end of the part being tried
         self.count = 0
-        self._us = array("q", bytes(8 * points))  # one metric's µs offsets while encoded
         self._codec = BlockEncoder(points)
         self.buf = bytearray(record_max)
         self._enc = Encoder(self.buf)
@@ -54,10 +60,11 @@ class Window:
         """True while metric i can take another sample."""
         return self._n[i] < self.points
 
-    def add(self, i, offset_ms, v):
-        """Keep sample v of metric i, taken offset_ms after open(); room(i) must be True."""
+    def add(self, i, offset_us, v):
+        """Keep sample v of metric i, taken offset_us after open() (< MAX_WINDOW_US); room(i)
+        must be True."""
         k = self._n[i]
-        self._ms[i][k] = offset_ms
+        self._us[i][k] = offset_us
         self._val[i][k] = v
         self._n[i] = k + 1
         self.count += 1
@@ -117,18 +124,16 @@ class Window:
             if b[i] > a[i]:
                 series += 1
         enc.put_array(series)
-        us = self._us
         readings = 0
         for i in range(len(a)):
             lo = a[i]
             k = b[i] - lo
             if k <= 0:
                 continue
-            ms = self._ms[i]
-            for j in range(k):
-                us[j] = ms[lo + j] * 1000
             block = self._codec.encode_decimal(
-                memoryview(us)[:k], memoryview(self._val[i])[lo : lo + k], self._exps[i]
+                memoryview(self._us[i])[lo : lo + k],
+                memoryview(self._val[i])[lo : lo + k],
+                self._exps[i],
             )
             enc.put_map(3)
             enc.put_int(0)

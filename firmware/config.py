@@ -20,7 +20,7 @@ default; unknown keys are errors, so a misspelt key is caught, not ignored):
                                 of machine.unique_id(), or "ringtail-dev" without one
      "gateway": {"host": str (1..253 printable ASCII, no spaces; "127.0.0.1"),
                  "port": int (1..65535; 5683)},
-     "batch_s": int (1..3600; 60)       a batch is closed and stored to flash at this age
+     "batch_s": int (1..1800; 60)       a batch is closed and stored to flash at this age
      "health_s": int (5..86400; 60)     health report period
      "ring_policy": "drop_oldest" | "refuse_new" ("drop_oldest")
      "coap": {"ack_timeout_ms": int (100..60000; 2000), "max_retransmit": int (0..10; 4),
@@ -301,7 +301,7 @@ def _validate(tree, sources):
     return {
         "device": device,
         "gateway": {"host": host, "port": _int(gw, "port", "gateway", 1, 65535, 5683)},
-        "batch_s": _int(top, "batch_s", "", 1, 3600, 60),
+        "batch_s": _int(top, "batch_s", "", 1, 1800, 60),  # window offsets are int32 µs
         "health_s": _int(top, "health_s", "", 5, 86400, 60),
         "ring_policy": _one_of(top.get("ring_policy", "drop_oldest"), "ring_policy", RING_POLICIES),
         "coap": {

@@ -46,7 +46,7 @@ try:
     from micropython import const
 except ImportError:
 
-    def const(x):
+    def const(x):  # type: ignore[misc]  # the stubs' const is generic
         return x
 
 
@@ -265,7 +265,7 @@ def _choose_scale(values, n):
             d = abs(xs[i])
         if i and xs[i] > xs[i - 1] and xs[i] - xs[i - 1] < d:
             d = xs[i] - xs[i - 1]
-    xs = None
+    del xs
     if not (d > 0 and _isfinite(d)):
         return 0.0
     best = 0.0
@@ -335,8 +335,8 @@ class Codec(Encoder):
         self._exc = array("I", bytes(4 * max_points))
         # Decode buffers come with the first decode(): a Codec that only encodes never pays
         # for them.
-        self._ts = None
-        self._values = None
+        self._ts = array("q")  # sized on the first decode
+        self._values = array("d")
 
     def _bound(self, n):
         return encode_bound(n)  # encode() may need a scale, exceptions or XOR mode
@@ -371,7 +371,7 @@ class Codec(Encoder):
         use_xor = n == 0 or best is None
         if not use_xor and plan[2] > 8 + (2 * (n - 1) + 7) // 8:
             use_xor = 8 + (_xor_bits(values, n) + 7) // 8 < plan[2]
-        if use_xor:
+        if use_xor or best is None:
             buf[1] = MODE_XOR
             end = self._encode_xor(values, n, vals)
         else:
@@ -465,7 +465,7 @@ class Codec(Encoder):
             raise CodecError("block holds more points than this Codec was sized for")
         lo = self._lo
         hi = self._hi
-        if self._ts is None:
+        if len(self._ts) < self.max_points:
             self._ts = array("q", [0] * self.max_points)
             self._values = array("d", [0.0] * self.max_points)
         ts = self._ts

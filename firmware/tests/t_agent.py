@@ -246,7 +246,7 @@ def test_health_report():
 
 
 def test_sampling_allocates_nothing_per_sample():
-    a, ring, _up, _src = _setup("alloc", batch_s=3600, period_ms=100)
+    a, ring, _up, _src = _setup("alloc", batch_s=1800, period_ms=100)
     a.start_sampling(0)
     now = 0
     for _ in range(10):

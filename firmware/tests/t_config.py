@@ -141,10 +141,10 @@ def _bad():
     """(config.json text, what the problem must say); GOOD is the last good copy each time.
     Built when needed: the texts together would crowd the 64 KB heap all along."""
     return (
-        (_with(_set(["batch_s"], "60")), "batch_s: must be an integer 1..3600, got '60'"),
-        (_with(_set(["batch_s"], True)), "batch_s: must be an integer 1..3600, got true"),
-        (_with(_set(["batch_s"], 60.0)), "batch_s: must be an integer 1..3600, got 60.0"),
-        (_with(_set(["batch_s"], 0)), "batch_s: must be an integer 1..3600, got 0"),
+        (_with(_set(["batch_s"], "60")), "batch_s: must be an integer 1..1800, got '60'"),
+        (_with(_set(["batch_s"], True)), "batch_s: must be an integer 1..1800, got true"),
+        (_with(_set(["batch_s"], 60.0)), "batch_s: must be an integer 1..1800, got 60.0"),
+        (_with(_set(["batch_s"], 0)), "batch_s: must be an integer 1..1800, got 0"),
         (_with(_set(["health_s"], None)), "health_s: must be an integer 5..86400, got null"),
         (
             _with(_set(["metrics", 1, "period_ms"], "fast")),
@@ -212,7 +212,7 @@ def _bad():
         (_with(_set(["gateway", "host"], "")), "gateway.host: must be a host name"),
         (_with(_set(["gateway", "host"], "my host")), "gateway.host: must be a host name"),
         (_with(_set(["wifi"], {"ssid": 5})), "wifi.ssid: must be a string of at most 32"),
-        ('{"batch_s": 1e999}', "batch_s: must be an integer 1..3600, got inf"),
+        ('{"batch_s": 1e999}', "batch_s: must be an integer 1..1800, got inf"),
         ('{"anomaly": {"alpha": 1e999}}', "anomaly.alpha: must be a number"),
         ("[1, 2]", "(top level): must be an object, got a list"),
         ('"config"', "(top level): must be an object, got 'config'"),
@@ -282,7 +282,7 @@ def test_unusable_last_good_copy_is_named_and_skipped():
         == path
         + ": not valid JSON; "
         + good
-        + ": batch_s: must be an integer 1..3600, got 0"
+        + ": batch_s: must be an integer 1..1800, got 0"
         + " (no usable last good copy: using built-in defaults)",
         problem,
     )

@@ -119,7 +119,7 @@ def test_any_file_bytes_get_an_answer(data: bytes) -> None:
 def test_a_huge_integer_is_described_not_printed() -> None:
     cfg, problem = config.validate({"batch_s": 10**5000})
     assert (
-        cfg is None and problem == "batch_s: must be an integer 1..3600, got a very large integer"
+        cfg is None and problem == "batch_s: must be an integer 1..1800, got a very large integer"
     )
 
 
