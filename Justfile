@@ -63,6 +63,12 @@ lint-firmware: ensure
             --custom-typeshed-dir "$dir" --cache-dir ".mypy_cache/firmware-$port" $mods
     done
 
+# PORT: /dev/ttyACM0, a virtual board's /dev/pts/N, or auto (mpremote's first USB board);
+# more arguments go to `ringtail device flash`: `just flash PORT=/dev/ttyACM0 --gateway 10.0.0.5`
+# compile the firmware, deploy it to a board, write config.json, verify, reset (`just flash PORT=...`)
+flash PORT="auto" *ARGS: ensure
+    {{bin}}/ringtail device flash {{quote(replace_regex(PORT, '^PORT=', ''))}} {{ARGS}}
+
 # run the benchmarks and print their tables (extra arguments select benchmarks by name)
 bench *ARGS: ensure
     {{bin}}/python -m bench {{ARGS}}

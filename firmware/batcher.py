@@ -16,11 +16,9 @@ Reading k of a batch (series in order, points in order) has seq = batch seq + k.
 
 from array import array
 
-from micropython import const
-
 from cbor import CborError, Encoder
+from micropython import const
 from tsenc import Encoder as BlockEncoder
-
 
 MAX_WINDOW_US = const(2_000_000_000)  # offsets are int32 µs: a window closes by 2000 s
 

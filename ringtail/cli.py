@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ringtail import __version__
 
@@ -24,6 +25,7 @@ examples:
   ringtail protocol check --health h.cbor   validate a health report
   ringtail protocol schema               print the wire contract (CDDL)
   ringtail gateway run --config gw.toml  run a gateway
+  ringtail device flash /dev/ttyACM0   compile, deploy and verify the firmware on a board
 
 Run `ringtail COMMAND --help` for the options of one command.
 """
@@ -97,6 +99,98 @@ def _cloud_commands(sub: argparse._SubParsersAction) -> None:
     add_commands(sub)
 
 
+def _device_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "device",
+        help="boards: flash the firmware, check it, run a virtual board",
+        description="Boards running Ringtail's MicroPython firmware, over their USB serial "
+        "port (mpremote), or a virtual board (the MicroPython unix port behind a "
+        "pseudo-terminal). See docs/hwtests.md.",
+    )
+    dsub = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    fl = dsub.add_parser(
+        "flash",
+        help="compile the firmware, deploy it, write config.json, verify, reset",
+        description="Compile firmware/*.py with mpy-cross (main.py stays source), copy what "
+        "changed to the board with mpremote (a line per file), write config.json (device id "
+        "and gateway; other keys already on the board are kept), check every file's hash on "
+        "the board against what was built, and reset the board so that it runs the new "
+        "firmware. PORT is a serial port (/dev/ttyACM0, COM3, a virtual board's /dev/pts/N) "
+        "or 'auto' (the default: mpremote's first USB serial board).",
+    )
+    fl.add_argument("port", nargs="?", default="auto", metavar="PORT")
+    fl.add_argument(
+        "--device-id",
+        metavar="ID",
+        help="the device's id (default: the one in the board's config.json, else "
+        "'ringtail-' + the chip's unique id)",
+    )
+    fl.add_argument(
+        "--gateway",
+        metavar="HOST[:PORT]",
+        help="the gateway as the board reaches it (default: the board's config.json; a "
+        "virtual board: 127.0.0.1:5683)",
+    )
+    fl.add_argument(
+        "--firmware", type=Path, metavar="DIR", help="firmware sources (default: firmware/)"
+    )
+    fl.add_argument(
+        "--full", action="store_true", help="copy every file, even those already on the board"
+    )
+    fl.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
+    fl.set_defaults(run=_run_device_flash)
+    ve = dsub.add_parser(
+        "verify",
+        help="check the board's files against the manifest of its last flash",
+        description="Hash every file listed in the board's manifest.json (written by "
+        "`ringtail device flash`) on the board and compare. Exits 1 on any difference.",
+    )
+    ve.add_argument("port", nargs="?", default="auto", metavar="PORT")
+    ve.set_defaults(run=_run_device_verify)
+    vi = dsub.add_parser(
+        "virtual",
+        help="run a virtual board in the foreground; print its serial port",
+        description="Run the MicroPython unix port as a board whose filesystem is DIR "
+        "(created if missing; its NOR flash is DIR/ringtail-flash.img) until Ctrl-C or "
+        "SIGTERM. Prints the port (a /dev/pts path) on standard output: use it with "
+        "mpremote or `ringtail device flash PORT`.",
+    )
+    vi.add_argument("directory", type=Path, metavar="DIR")
+    vi.add_argument("--heap", default="64K", help="MicroPython heap size (default: 64K)")
+    vi.add_argument("--log", type=Path, metavar="FILE", help="append the console output here")
+    vi.set_defaults(run=_run_device_virtual)
+
+
+def _run_device_flash(args: argparse.Namespace) -> int:
+    from ringtail.device.cli import flash
+
+    return flash(args)
+
+
+def _run_device_verify(args: argparse.Namespace) -> int:
+    from ringtail.device.cli import verify
+
+    return verify(args)
+
+
+def _run_device_virtual(args: argparse.Namespace) -> int:
+    from ringtail.device.cli import virtual
+
+    return virtual(args)
+
+
+def _audit_command(sub: argparse._SubParsersAction) -> None:
+    try:
+        from cloud.cli import add_audit_command
+    except ImportError as e:  # a box without the cloud extra
+        sub.add_parser(
+            "audit",
+            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[cloud]')",
+        )
+        return
+    add_audit_command(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ringtail",
@@ -109,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     _protocol_commands(sub)
     _gateway_commands(sub)
     _cloud_commands(sub)
+    _device_commands(sub)
+    _audit_command(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop tests: a virtual board by default, a real one with --board PORT."""

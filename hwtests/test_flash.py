@@ -1,0 +1,190 @@
+"""`ringtail device flash`: compile, deploy, configure, verify, reset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hwtests.board import Board, VirtualTestBoard
+from ringtail.device import flash
+from ringtail.device.mpremote import MpremoteError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def board_files(board: Board) -> set[str]:
+    return set(board.eval("__import__('os').listdir()"))
+
+
+def test_flash_deploys_compiled_modules_and_verifies_them(
+    board: Board, firmware: Path, gateway: tuple[str, int] | None
+):
+    result = board.deploy(firmware=firmware, device="hwtest-1", gateway=gateway, do_reset=False)
+    sources = {p.name for p in firmware.glob("*.py")}
+    expected = {
+        n if n in flash.SOURCE_FILES else n[:-3] + ".mpy" for n in sources
+    }  # main.py stays source
+    assert {a.name for a in result.artifacts} == expected
+    assert expected | {"config.json", "manifest.json"} <= board_files(board)
+    # what verification compared is what was built, byte for byte
+    for a in result.artifacts:
+        assert result.verified[a.name] == a.sha256
+    # the modules import from their .mpy on the board
+    assert board.exec("import store, ring\nprint(store.__file__, ring.__file__)").split() in (
+        ["store.mpy", "ring.mpy"],
+        ["/store.mpy", "/ring.mpy"],
+    )
+    cfg = json.loads(board.mpremote("fs", "cat", ":config.json"))
+    assert cfg["device"] == "hwtest-1"
+    if board.kind == "virtual":
+        assert cfg["gateway"] == {"host": "127.0.0.1", "port": 5683}
+    manifest = json.loads(board.mpremote("fs", "cat", ":manifest.json"))
+    assert manifest["files"] == {a.name: a.sha256 for a in result.artifacts}
+    assert any("[1/" in line for line in board.log)  # progress, a line per file
+
+
+def test_flash_resets_the_board_into_the_new_firmware(board: Board, tmp_path: Path):
+    """A firmware whose main.py leaves a mark: after flash, the board has booted it."""
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "hwmark.py").write_text("def mark():\n    return 'hw-booted'\n")
+    (fw / "main.py").write_text("import hwmark\nhw_mark = hwmark.mark()\n")
+    board.remove("main.py", "hwmark.mpy")
+    boots = getattr(board, "boots", 0)
+    result = board.deploy(firmware=fw, device="hwtest-2")
+    assert result.reset
+    if isinstance(board, VirtualTestBoard):
+        board.wait_boots(boots + 2)  # flash's probe soft-resets, then the reset
+    board.wait_ready()
+    assert board.eval("hw_mark") == "hw-booted"
+    board.remove("main.py", "hwmark.mpy", "manifest.json")
+
+
+def test_a_second_flash_copies_only_what_changed(board: Board, firmware: Path):
+    board.deploy(firmware=firmware, device="hwtest-3", do_reset=False)
+    again = board.deploy(firmware=firmware, device="hwtest-3", do_reset=False)
+    assert again.copied == ["config.json", "manifest.json"]
+    assert len(again.unchanged) == len(again.artifacts)
+    full = board.deploy(firmware=firmware, device="hwtest-3", do_reset=False, full=True)
+    assert len(full.copied) == len(full.artifacts) + 2
+
+
+def test_a_tampered_or_missing_file_fails_verification(board: Board, firmware: Path):
+    result = board.deploy(firmware=firmware, device="hwtest-4", do_reset=False)
+    expected = {a.name: a.sha256 for a in result.artifacts}
+    # a write that went wrong (one byte) and a copy that never landed
+    board.exec(
+        "f = open('store.mpy', 'r+b')\nb = f.read(1)\nf.seek(0)\n"
+        "f.write(bytes([b[0] ^ 0xFF]))\nf.close()\n"
+        "import os\nos.remove('ring.mpy')"
+    )
+    with pytest.raises(flash.VerifyError) as e:
+        flash.verify(board.port, expected)
+    assert len(e.value.problems) == 2
+    text = str(e.value)
+    assert "store.mpy:" in text and "on the board" in text
+    assert "ring.mpy: missing on the board" in text
+    # the command line says so too, and fails
+    out = ringtail("device", "verify", board.port)
+    assert out.returncode == 1
+    assert "verification failed" in out.stderr and "ring.mpy: missing" in out.stderr
+    # and a flash repairs it: the damaged files differ, so they are copied again
+    fixed = board.deploy(firmware=firmware, device="hwtest-4", do_reset=False)
+    assert {"store.mpy", "ring.mpy"} <= set(fixed.copied)
+    assert ringtail("device", "verify", board.port).returncode == 0
+
+
+def test_flash_removes_what_would_shadow_or_outlive_the_firmware(board: Board, tmp_path: Path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "hwa.py").write_text("WHO = 'mpy'\n")
+    (fw / "hwb.py").write_text("X = 1\n")
+    board.deploy(firmware=fw, device="hwtest-5", do_reset=False)
+    # a stale source next to the .mpy would win the import
+    stale = tmp_path / "hwa.py"
+    stale.write_text("WHO = 'stale source'\n")
+    board.mpremote("fs", "cp", str(stale), ":hwa.py")
+    (fw / "hwb.py").unlink()  # gone from the firmware: must go from the board
+    result = board.deploy(firmware=fw, device="hwtest-5", do_reset=False)
+    assert result.removed == ["hwa.py", "hwb.mpy"]
+    files = board_files(board)
+    assert "hwa.py" not in files and "hwb.mpy" not in files
+    assert board.exec("import hwa\nprint(hwa.WHO)") == "mpy"
+    board.remove("hwa.mpy", "manifest.json")
+
+
+def test_config_keeps_other_keys_and_the_device_id(board: Board, tmp_path: Path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "hwc.py").write_text("C = 1\n")
+    old = {"device": "hwtest-keep", "wifi": {"ssid": "lab", "key": "secret"}, "batch_s": 30}
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(old))
+    board.mpremote("fs", "cp", str(cfg), ":config.json")
+    result = board.deploy(firmware=fw, gateway=("10.1.2.3", 5684), do_reset=False)
+    assert result.device == "hwtest-keep"
+    new = json.loads(board.mpremote("fs", "cat", ":config.json"))
+    assert new == {**old, "gateway": {"host": "10.1.2.3", "port": 5684}}
+    board.remove("hwc.mpy", "manifest.json")
+
+
+def test_bad_input_is_refused_before_anything_is_copied(board: Board, tmp_path: Path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "hwd.py").write_text("D = 1\n")
+    with pytest.raises(flash.FlashError, match=r"device id 'no\.dots'"):
+        board.deploy(firmware=fw, device="no.dots", do_reset=False)
+    (fw / "hwe.py").write_text("def broken(:\n")
+    with pytest.raises(flash.FlashError, match=r"mpy-cross failed:\n  hwe.py:"):
+        board.deploy(firmware=fw, device="hwtest-6", do_reset=False)
+    assert not {"hwd.mpy", "hwe.mpy"} & board_files(board)
+
+
+def test_the_command_line_flashes_with_progress(board: Board, tmp_path: Path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    for name in ("hwf.py", "hwg.py"):
+        (fw / name).write_text("F = 1\n")
+    args = ["--firmware", str(fw), "--device-id", "hwtest-7", "--no-reset"]
+    out = ringtail("device", "flash", board.port, *args)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    progress = [line.split(" (")[0] for line in lines if line.startswith("  [")]
+    assert progress == [
+        "  [1/4] hwf.mpy",
+        "  [2/4] hwg.mpy",
+        "  [3/4] config.json",
+        "  [4/4] manifest.json",
+    ]
+    assert "verified 4 files on the board (sha256)" in lines
+    board.remove("hwf.mpy", "hwg.mpy", "manifest.json")
+
+
+def test_an_unreachable_port_is_a_clear_error(tmp_path: Path):
+    out = ringtail("device", "flash", str(tmp_path / "no-such-port"), "--device-id", "x")
+    assert out.returncode == 1
+    assert "failed to access" in out.stderr
+
+
+def ringtail(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("ringtail", path=str(Path(sys.executable).parent))
+    assert exe, "the ringtail console script is not installed in this environment"
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.needs("unique-id")
+def test_the_default_device_id_is_the_chips_unique_id(board: Board):
+    uid = board.exec(
+        "import machine, binascii; print(binascii.hexlify(machine.unique_id()).decode())"
+    )
+    assert flash.probe(board.port).default_device == f"ringtail-{uid}"
+
+
+def test_mpremote_errors_name_the_command(board: Board):
+    with pytest.raises(MpremoteError, match=r"mpremote connect \S+ resume exec"):
+        board.exec("import no_such_module_here")
