@@ -155,3 +155,98 @@ def _run_api(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def add_audit_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="check exactly-once: sampled readings against rows in ClickHouse",
+        description="For each device boot, the readings the device reports as sampled (its "
+        "health reports) against the rows in ClickHouse: missing, duplicated, late (reached "
+        "the gateway more than --late seconds after sampling) and ahead of the last report. "
+        "Exits 0 when nothing is missing or duplicated, 1 otherwise, 2 on a bad "
+        "configuration, 4 when the database or API does not answer. Reads the database of "
+        "--config (as the writer: CLICKHOUSE_URL or chDB under ./var/clickhouse), or, while "
+        "`ringtail cloud run` holds the embedded database, the API given with --api.",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="the cloud's TOML configuration")
+    p.add_argument("--api", metavar="URL", help="read through the HTTP API at URL instead")
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="bearer token for --api (default: RINGTAIL_API_TOKEN from the environment)",
+    )
+    p.add_argument("--device", metavar="ID", help="audit one device")
+    p.add_argument(
+        "--late", type=float, default=300.0, metavar="S", help="late threshold (default: 300)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from cloud.audit import AuditReport, audit
+
+    if args.late < 0:
+        print("ringtail audit: --late must be >= 0", file=sys.stderr)
+        return 2
+    if args.api:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        token = args.token or os.environ.get("RINGTAIL_API_TOKEN", "")
+        if not token:
+            print("ringtail audit: --api needs --token or RINGTAIL_API_TOKEN", file=sys.stderr)
+            return 2
+        path = f"/devices/{urllib.parse.quote(args.device)}/audit" if args.device else "/audit"
+        url = args.api.rstrip("/") + path + "?" + urllib.parse.urlencode({"late_s": args.late})
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:
+            print(f"ringtail audit: {url}: HTTP {e.code} {e.read()[:200]!r}", file=sys.stderr)
+            return 4 if e.code >= 500 else 2
+        except (OSError, ValueError) as e:
+            print(f"ringtail audit: {args.api} did not answer: {e}", file=sys.stderr)
+            return 4
+        report = AuditReport.from_dict(body)
+    else:
+        from cloud.config import ConfigError, load_config
+        from cloud.store import StoreError, open_store
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as e:
+            print(f"ringtail audit: {e}", file=sys.stderr)
+            return 2
+        ch = config.clickhouse
+        try:
+            store = open_store(ch.url, ch.chdb_path, ch.timeout_s)
+        except StoreError as e:
+            hint = (
+                ""
+                if ch.url
+                else (
+                    f" (chDB allows one process per directory: if `ringtail cloud run` holds "
+                    f"{ch.chdb_path}, use --api http://127.0.0.1:8000 with its token)"
+                )
+            )
+            print(f"ringtail audit: ClickHouse did not answer: {e}{hint}", file=sys.stderr)
+            return 4
+        try:
+            report = audit(store, device=args.device, late_s=args.late)
+        except StoreError as e:
+            print(f"ringtail audit: {e}", file=sys.stderr)
+            return 4
+        finally:
+            store.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cloud.api.deps import QueryStore
-from cloud.api.routes import devices, health, lineage, ops, readings
+from cloud.api.routes import audit, devices, health, lineage, ops, readings
 from cloud.api.settings import ApiSettings
 from cloud.store import Store, StoreError
 
@@ -46,7 +46,8 @@ def create_app(settings: ApiSettings, store: Store, tokens: dict[str, str]) -> F
     app.state.store = QueryStore(store)
     app.state.tokens = dict(tokens)
     app.state.registry = registry = CollectorRegistry()
-    for r in (devices.router, readings.router, lineage.router, health.router, ops.router):
+    routers = (devices, readings, lineage, health, audit, ops)
+    for r in (m.router for m in routers):
         app.include_router(r)
 
     @app.exception_handler(StoreError)

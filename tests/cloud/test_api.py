@@ -171,6 +171,8 @@ DATA_OPERATIONS = [
     ("get", "/readings/latest"),
     ("get", "/lineage/dev-000/1/0"),
     ("get", "/devices/dev-000/health"),
+    ("get", "/audit"),
+    ("get", "/devices/dev-000/audit"),
 ]
 
 
