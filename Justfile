@@ -73,6 +73,6 @@ flash PORT="auto" *ARGS: ensure
 bench *ARGS: ensure
     {{bin}}/python -m bench {{ARGS}}
 
-# the whole pipeline on this machine (arrives with issue 9)
-run: ensure
-    @echo "just run: the pipeline is not assembled yet (issue 9 builds it)." >&2; exit 1
+# the whole pipeline on this machine: NATS, cloud, gateway, 3 virtual boards (Ctrl-C stops)
+run *ARGS: ensure
+    {{bin}}/ringtail stack {{ARGS}}

@@ -37,7 +37,7 @@ def sources(hal, cfg):
         if name == "sht3x":
             from sht3x import SHT3x
 
-            out[name] = SHT3x(hal.i2c())
+            out[name] = SHT3x(hal.i2c(ident=cfg["device"]))
         else:
             raise ValueError("no driver for source " + name)
     return out

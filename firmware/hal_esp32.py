@@ -53,11 +53,12 @@ def flash(label=PARTITION):
     return PartitionFlash(label)
 
 
-def i2c(freq=I2C_FREQ_HZ):
+def i2c(freq=I2C_FREQ_HZ, ident=""):
     """The sensor bus: hardware I2C0 at I2C_FREQ_HZ on SDA GPIO21 / SCL GPIO22, the usual
     DevKit wiring (MicroPython's own I2C(0) default is SCL 18 / SDA 19). A part that does
     not answer raises OSError(ENODEV), a stuck bus OSError(ETIMEDOUT). The SHT3x runs up
-    to 1 MHz; lower `freq` to 100_000 for long wires."""
+    to 1 MHz; lower `freq` to 100_000 for long wires. `ident` is for the unix port's
+    simulated part."""
     return I2C(I2C_ID, scl=Pin(I2C_SCL), sda=Pin(I2C_SDA), freq=freq)
 
 

@@ -66,11 +66,11 @@ def flash(start=FLASH_START, length=FLASH_LEN):
     return RegionFlash(start, length)
 
 
-def i2c(freq=I2C_FREQ_HZ):
+def i2c(freq=I2C_FREQ_HZ, ident=""):
     """The sensor bus: hardware I2C0 at I2C_FREQ_HZ on the Pico's default pins, SDA GP4
     (pin 6) / SCL GP5 (pin 7). The RP2040's I2C raises OSError(EIO) for a part that does
     not answer, OSError(ETIMEDOUT) for a stuck bus. The SHT3x runs up to 1 MHz; lower
-    `freq` to 100_000 for long wires."""
+    `freq` to 100_000 for long wires. `ident` is for the unix port's simulated part."""
     return I2C(I2C_ID, scl=Pin(I2C_SCL), sda=Pin(I2C_SDA), freq=freq)
 
 

@@ -6,6 +6,7 @@ corrupt a CRC; the network is a link flag the test flips.
 """
 
 import time
+from binascii import crc32
 
 from micropython import const
 from noremu import NorFlash
@@ -24,13 +25,16 @@ def flash(path=FLASH_PATH, sector_size=SECTOR_SIZE, sector_count=SECTOR_COUNT, f
     return NorFlash(path, sector_size, sector_count, fresh)
 
 
-def i2c(fresh=False, seed=1, clock=time.ticks_ms):
+def i2c(fresh=False, seed=1, clock=time.ticks_ms, ident=""):
     """The board's sensor bus: a simulated I2C bus with a simulated SHT3x at 0x44 (ADDR
     low), whose readings follow `seed` and `clock` (simi2c.py). Like machine.I2C(0), every
     call returns the same bus, so a test can reach the part with
     `hal_unix.i2c().device(SHT3X_ADDR)` and inject faults; `fresh=True` builds a new one
-    (`seed` and `clock` only matter when a bus is built)."""
+    (`seed` and `clock` only matter when a bus is built). `ident` (the device id, as every
+    HAL takes it) picks the seed when given, so virtual boards read different weather."""
     global _bus
+    if ident:
+        seed = crc32(ident.encode()) & 0xFFFF
     if _bus is None or fresh:
         _bus = SimI2C()
         _bus.attach(SHT3xSim(SHT3X_ADDR, seed, clock))

@@ -191,6 +191,39 @@ def _audit_command(sub: argparse._SubParsersAction) -> None:
     add_audit_command(sub)
 
 
+def _stack_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stack",
+        help="the whole pipeline on this machine: NATS, cloud, gateway, virtual boards",
+        description="Start nats-server (JetStream), the cloud (writer + API on chDB), the "
+        "gateway and N virtual boards running the real firmware (flashed with mpremote) "
+        "with simulated SHT3x sensors; print where to look; run until Ctrl-C (or "
+        "--duration), then stop everything cleanly. All state lives under --var, so the "
+        "next run resumes with the data kept. `just run` is this command.",
+    )
+    p.add_argument("--devices", type=int, default=3, metavar="N", help="virtual boards (3)")
+    p.add_argument(
+        "--duration", type=float, metavar="S", help="stop after S seconds (for scripts and CI)"
+    )
+    p.add_argument("--var", type=Path, default=Path("var"), help="state directory (./var)")
+    p.add_argument("--coap-port", type=int, default=5683, metavar="PORT", help="(5683)")
+    p.add_argument("--nats-port", type=int, default=4222, metavar="PORT", help="(4222)")
+    p.add_argument("--api-port", type=int, default=8000, metavar="PORT", help="(8000)")
+    p.add_argument(
+        "--batch-s", type=int, default=10, metavar="S", help="the boards' batch window (10)"
+    )
+    p.set_defaults(run=_run_stack)
+
+
+def _run_stack(args: argparse.Namespace) -> int:
+    if args.devices < 0 or (args.duration is not None and args.duration <= 0):
+        print("ringtail stack: --devices must be >= 0 and --duration > 0", file=sys.stderr)
+        return 2
+    from ringtail.stack import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ringtail",
@@ -205,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cloud_commands(sub)
     _device_commands(sub)
     _audit_command(sub)
+    _stack_command(sub)
     return parser
 
 

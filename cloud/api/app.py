@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cloud.api.deps import QueryStore
-from cloud.api.routes import audit, devices, health, lineage, ops, readings
+from cloud.api.routes import audit, devices, health, lineage, live, ops, readings
 from cloud.api.settings import ApiSettings
 from cloud.store import Store, StoreError
 
@@ -46,7 +46,7 @@ def create_app(settings: ApiSettings, store: Store, tokens: dict[str, str]) -> F
     app.state.store = QueryStore(store)
     app.state.tokens = dict(tokens)
     app.state.registry = registry = CollectorRegistry()
-    routers = (devices, readings, lineage, health, audit, ops)
+    routers = (devices, readings, lineage, health, audit, ops, live)
     for r in (m.router for m in routers):
         app.include_router(r)
 

@@ -589,6 +589,16 @@ def test_healthz_and_metrics_are_open_and_count_requests_by_route(client):
     assert "ringtail_api_request_seconds_bucket" in text
 
 
+def test_live_page_is_served_without_data_and_reads_with_the_token(client):
+    r = client.get("/live")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    # no data in the page itself: its script fetches with the bearer token
+    assert "dev-000" not in page
+    assert "/readings/latest" in page and "Authorization" in page
+    assert "/live" not in client.get("/openapi.json").text
+
+
 def test_api_on_a_server_store_and_503_when_the_server_goes_away(tmp_path):
     """The clickhouse-connect path (chfront: ClickHouse's HTTP interface over chDB in another
     process): the API answers through it, and when it stops, /healthz and data routes say

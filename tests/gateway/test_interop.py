@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import cbor2
 import pytest
+
+from tests.debian import require_tools
 
 from .harness import batch, stream_count, wait_until
 
@@ -17,22 +17,7 @@ CLIENT = "coap-client-notls"  # libcoap3-bin's client without DTLS
 @pytest.fixture(scope="session")
 def coap_client() -> str:
     """libcoap's client, installed from Debian when missing and we are root (CI is)."""
-    if shutil.which(CLIENT) is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "libcoap3-bin"],
-            env=env,
-            capture_output=True,
-            timeout=600,
-        )
-    path = shutil.which(CLIENT)
-    if path is None:
-        pytest.skip(
-            f"{CLIENT} is missing and cannot be installed here (needs root and "
-            "apt-get for the Debian package libcoap3-bin)"
-        )
-    return path
+    return require_tools((CLIENT,), ("libcoap3-bin",))[CLIENT]
 
 
 def _post(client: str, port: int, payload_file, path: str = "t") -> subprocess.CompletedProcess:

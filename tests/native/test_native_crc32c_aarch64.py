@@ -18,6 +18,7 @@ import pytest
 from native_series import ROOT
 
 from native._build import CFLAGS
+from tests.debian import require_tools
 
 NATIVE = ROOT / "native"
 DRIVER = ROOT / "tests" / "native" / "crc32c_check.c"
@@ -34,18 +35,6 @@ def _expected_backend() -> str:
         return "armv8-crc" if " crc32" in f.read() else "portable"
 
 
-def _apt_install() -> str | None:
-    """Install PACKAGES; None on success, else why not."""
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-    cmd += ["-o", "DPkg::Lock::Timeout=120", *PACKAGES]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode:  # a fresh image has no package lists yet
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, check=False)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    return f"apt-get install failed: {proc.stderr.strip()[-300:]}" if proc.returncode else None
-
-
 @pytest.fixture(scope="module")
 def toolchain() -> tuple[str, list[str]]:
     """(C compiler for aarch64, command prefix that runs an aarch64 executable)."""
@@ -54,21 +43,7 @@ def toolchain() -> tuple[str, list[str]]:
         if cc is None:
             pytest.skip("no C compiler on this aarch64 host (gcc or cc)")
         return cc, []
-    tools = ("aarch64-linux-gnu-gcc", "qemu-aarch64")
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        what = f"{' and '.join(missing)} not installed (Debian: {' '.join(PACKAGES)})"
-        if os.environ.get("RINGTAIL_NO_APT") == "1":
-            pytest.skip(f"{what}; RINGTAIL_NO_APT=1 forbids installing them")
-        if shutil.which("apt-get") is None:
-            pytest.skip(f"{what}, and there is no apt-get to install them")
-        if os.geteuid() != 0:
-            pytest.skip(f"{what}; installing them with apt-get needs root")
-        failure = _apt_install()
-        if failure:
-            pytest.skip(f"{what}; {failure}")
-        missing = [t for t in tools if shutil.which(t) is None]
-        assert not missing, f"apt-get installed {PACKAGES} but {missing} is still missing"
+    require_tools(("aarch64-linux-gnu-gcc", "qemu-aarch64"), PACKAGES)
     return "aarch64-linux-gnu-gcc", ["qemu-aarch64"]
 
 
