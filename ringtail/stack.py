@@ -272,12 +272,12 @@ class Stack:
             self._board_config(directory / "config.json", device)
             board = VirtualBoard(directory, log=self.var / "logs" / f"{device}.log").start()
             self.boards.append(board)
-            flash(
-                board.port,
-                device=device,
-                gateway=("127.0.0.1", c.coap_port),
-                say=lambda line, d=device: self.say(f"  {d}: {line}"),
-            )
+            prefix = f"  {device}: "
+
+            def say(line: str, prefix: str = prefix) -> None:
+                self.say(prefix + line)
+
+            flash(board.port, device=device, gateway=("127.0.0.1", c.coap_port), say=say)
             self.say(f"board         {device} on {board.port} (files in {directory})")
 
     def _board_config(self, path: Path, device: str) -> None:
@@ -377,8 +377,11 @@ def run_command(args) -> int:
         f"  API          {stack.api_url}/docs   Authorization: Bearer {stack.token}\n"
         f"  audit        ringtail audit --api {stack.api_url} --token {stack.token}\n"
         f"  logs         {stack.var / 'logs'}/\n"
-        + ("Ctrl-C stops everything; the data stays in ./var for the next run.\n"
-           if args.duration is None else f"Stopping after {args.duration:g} s.\n"),
+        + (
+            "Ctrl-C stops everything; the data stays in ./var for the next run.\n"
+            if args.duration is None
+            else f"Stopping after {args.duration:g} s.\n"
+        ),
         flush=True,
     )
     deadline = None if args.duration is None else time.monotonic() + args.duration
