@@ -5,9 +5,9 @@ this the heap only holds what the sampling, uplink and health tasks reuse.
 """
 
 import asyncio
+import gc
 import sys
 
-import config
 from agent import RECORD_BYTES, Agent
 from clock import DeviceClock
 from coap import Client
@@ -79,9 +79,13 @@ def build(hal, cfg):
 
 
 def main():
+    import config  # needed once per boot: dropped below, its code and names back to the heap
+
     cfg, problem = config.load()
     if problem:
         print("config:", problem)
+    del sys.modules["config"]
+    gc.collect()
     hal = board()
     wifi = cfg["wifi"]
     if wifi["ssid"] and not hal.net_up(wifi["ssid"], wifi["key"]):
