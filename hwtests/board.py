@@ -7,7 +7,9 @@ which board it needs (`@pytest.mark.needs("power-cut")`; FEATURES lists them).
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,36 @@ FEATURES = {
     "power-cut": "cutting power mid-write (SIGKILL): the virtual board only; a real board "
     "would need a switchable USB hub",
     "host-files": "the board's filesystem as a host directory: the virtual board only",
+    "console": "the board's console output since power-on (what main.py printed, its "
+    "tracebacks): the virtual board only; a real board's USB port shows it only to whoever "
+    "has it open",
     "unique-id": "machine.unique_id(): a real board only (the unix port has none)",
     "hard-reset": "machine.reset() and USB re-enumeration: a real board only",
 }
 
 READY_TIMEOUT = 60.0  # a board back from a reset answers mpremote within this
+
+# Runs on the board: the board's HAL, its flash ring (opening it takes a new boot number),
+# and hw_print_records() to list the ring.
+RING_OPEN = """\
+import sys
+hal = __import__({'esp32': 'hal_esp32', 'rp2': 'hal_rp2'}.get(sys.platform, 'hal_unix'))
+import store
+r = store.open_store(hal.flash())
+def hw_print_records():
+    r.rewind()
+    b = bytearray(r.paymax)
+    while True:
+        n = r.read(b)
+        if n < 0:
+            return
+        print(repr((r.rb, r.rs, bytes(b[:n]))))
+"""
+
+
+def ring_records(out: str) -> list[tuple[int, int, bytes]]:
+    """What hw_print_records() printed: (boot, seq, payload), oldest first."""
+    return [ast.literal_eval(line) for line in out.splitlines() if line.startswith("(")]
 
 
 class Board:
@@ -89,7 +116,7 @@ class Board:
 
 class VirtualTestBoard(Board):
     kind = "virtual"
-    features = frozenset({"virtual", "power-cut", "host-files"})
+    features = frozenset({"virtual", "power-cut", "host-files", "console"})
 
     def __init__(self, directory: Path, heap: str | None = None):
         kwargs = {"heap": heap} if heap else {}
@@ -120,8 +147,27 @@ class VirtualTestBoard(Board):
     def close(self) -> None:
         self.vb.stop()
 
-    def console(self) -> str:
-        return self.vb.console().decode("utf-8", "replace")
+    def console(self, since: int = 0) -> str:
+        """The console (after `since`, a console_mark())."""
+        return self.vb.console(since).decode("utf-8", "replace")
+
+    def console_mark(self) -> int:
+        return self.vb.console_mark()
+
+    def wait_console(
+        self, pattern: str, since: int = 0, timeout: float = READY_TIMEOUT
+    ) -> re.Match[str]:
+        """Wait until what the board printed after `since` (a console_mark()) matches the
+        regular expression `pattern`; the match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.console(since))
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                tail = self.console(since)[-3000:]
+                raise AssertionError(f"no {pattern!r} on the console in {timeout:.0f} s:\n{tail}")
+            time.sleep(0.05)
 
 
 class SerialBoard(Board):

@@ -3,7 +3,8 @@
     pytest hwtests                          # the virtual board (default)
     pytest hwtests --board /dev/ttyACM0     # a real ESP32 or RP2040 running MicroPython
 
-Options: `--board virtual|PORT`, `--board-heap` (the virtual board's MicroPython heap),
+Options: `--board virtual|PORT`, `--board-heap` (the virtual board's MicroPython heap; with
+a ROMFS image, the free heap besides it),
 `--board-gateway HOST[:PORT]` (the gateway as a real board reaches it, written into its
 config.json by the flash tests). Fixture `board`: a hwtests.board.Board. Marker
 `needs(feature)`: the test is skipped, with the reason, on a board without that feature.
@@ -41,7 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=virtual.HEAP,
         metavar="SIZE",
         help=f"the virtual board's MicroPython heap (default {virtual.HEAP}: 64 KiB on a "
-        "32-bit board, scaled for the 64-bit unix port)",
+        "32-bit board, scaled for the 64-bit unix port). With the firmware in a ROMFS image, "
+        "the free heap the firmware gets besides the image: that of a fresh "
+        "`micropython -X heapsize=SIZE`",
     )
     group.addoption(
         "--board-gateway",

@@ -3,37 +3,18 @@ virtual board, the NOR emulator's image file ringtail-flash.img)."""
 
 from __future__ import annotations
 
-import ast
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from hwtests.board import Board, VirtualTestBoard
+from hwtests.board import RING_OPEN, Board, VirtualTestBoard, ring_records
 
 pytestmark = pytest.mark.timeout(90)
 
-# Runs on the board: the board's HAL, its flash ring, and a helper to list the ring.
-_OPEN = """\
-import sys
-hal = __import__({'esp32': 'hal_esp32', 'rp2': 'hal_rp2'}.get(sys.platform, 'hal_unix'))
-import store
-r = store.open_store(hal.flash())
-def hw_print_records():
-    r.rewind()
-    b = bytearray(r.paymax)
-    while True:
-        n = r.read(b)
-        if n < 0:
-            return
-        print(repr((r.rb, r.rs, bytes(b[:n]))))
-"""
-
-
-def records(out: str) -> list[tuple[int, int, bytes]]:
-    """What hw_print_records() printed: (boot, seq, payload), oldest first."""
-    return [ast.literal_eval(line) for line in out.splitlines() if line.startswith("(")]
+_OPEN = RING_OPEN
+records = ring_records
 
 
 def deploy_without_agent(board: Board) -> None:

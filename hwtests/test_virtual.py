@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hwtests.board import VirtualTestBoard
-from ringtail.device import mpremote
+from ringtail.device import mpremote, romfs
 from ringtail.device.virtual import VirtualBoard
 
 pytestmark = [pytest.mark.needs("virtual"), pytest.mark.timeout(90)]
@@ -39,6 +39,49 @@ def test_the_boards_root_is_its_directory(board: VirtualTestBoard):
     assert (board.directory / "hw_root.txt").read_text() == "here"
     assert board.eval("__import__('os').listdir('/')") == ["hw_root.txt"]
     assert board.eval("__import__('sys').path") == ["", ".frozen", "/lib"]  # as on a board
+
+
+def test_a_romfs_image_is_mounted_at_rom_with_a_boards_free_heap(
+    board: VirtualTestBoard, tmp_path: Path
+):
+    """romfs.img is the board's ROMFS partition: each process (power-on, resets, soft resets)
+    reads it into its heap, mounts it at /rom, and pads the heap so that exactly the free
+    heap of a fresh `micropython -X heapsize=HEAP` is left."""
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    (fw / "hwrom.py").write_text("WHERE = 'rom'\n")
+    (fw / "main.py").write_text("raise RuntimeError('not in the image')\n")
+    built = romfs.build(fw)
+    assert [m.name for m in built.modules] == ["hwrom.mpy"]
+    image = built.write(board.directory / "romfs.img")
+    (board.directory / "main.py").write_text(
+        "import gc, hwrom\ngc.collect()\nhw_free = gc.mem_free()\n"
+    )
+    board.power_cycle()
+    free = board.vb.rom_free
+    assert free == romfs.free_heap(board.vb.heap)
+    assert board.vb.rom_bytes == image.stat().st_size
+    line = f"ringtail-vb: romfs {image.stat().st_size} B at /rom, heap "
+    assert line in board.console()
+    # the process's heap: the image + that free heap + slack for the shim and the GC
+    cmdline = Path(f"/proc/{board.vb.pid}/cmdline").read_bytes().split(b"\0")
+    assert f"heapsize={romfs.heapsize(image.stat().st_size, free)}".encode() in cmdline
+    assert board.eval("__import__('sys').path") == ["", ".frozen", "/rom", "/rom/lib", "/lib"]
+    assert board.eval("hwrom.__file__") == "/rom/hwrom.mpy"
+    assert board.eval("__import__('os').listdir('/rom')") == ["hwrom.mpy"]
+    # main.py started with the free heap of a board (less what importing hwrom took)
+    assert free - 2048 < board.eval("hw_free") <= free
+    out = board.mpremote("exec", "import hwrom; print(hwrom.WHERE)", resume=False)
+    assert out.strip() == "rom"  # a soft reset mounts it again
+
+
+def test_a_corrupt_romfs_image_is_not_mounted(board: VirtualTestBoard):
+    """As a board whose partition holds no valid image: it boots without /rom."""
+    (board.directory / "romfs.img").write_bytes(b"not a romfs image" * 100)
+    board.power_cycle()
+    assert "ringtail-vb: romfs.img not mounted: OSError" in board.console()
+    assert "rom" not in board.eval("__import__('os').listdir('/')")
+    assert board.eval("1 + 1") == 2
 
 
 def test_soft_reset_from_the_raw_repl_does_not_run_main_py(board: VirtualTestBoard):

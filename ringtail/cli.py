@@ -111,12 +111,15 @@ def _device_commands(sub: argparse._SubParsersAction) -> None:
     fl = dsub.add_parser(
         "flash",
         help="compile the firmware, deploy it, write config.json, verify, reset",
-        description="Compile firmware/*.py with mpy-cross (main.py stays source), copy what "
-        "changed to the board with mpremote (a line per file), write config.json (device id "
-        "and gateway; other keys already on the board are kept), check every file's hash on "
-        "the board against what was built, and reset the board so that it runs the new "
-        "firmware. PORT is a serial port (/dev/ttyACM0, COM3, a virtual board's /dev/pts/N) "
-        "or 'auto' (the default: mpremote's first USB serial board).",
+        description="Compile firmware/*.py with mpy-cross (main.py stays source) into a "
+        "ROMFS image and deploy it with mpremote: into the board's ROMFS partition "
+        "(MicroPython >= 1.25; the modules run from flash at /rom), as romfs.img on a virtual "
+        "board, else (or with --files) as .mpy files; main.py, config.json (device id and "
+        "gateway; other keys already on the board are kept) and manifest.json go into the "
+        "filesystem, a line per step. Then check every hash on the board against what was "
+        "built, and reset the board so that it runs the new firmware. PORT is a serial port "
+        "(/dev/ttyACM0, COM3, a virtual board's /dev/pts/N) or 'auto' (the default: "
+        "mpremote's first USB serial board).",
     )
     fl.add_argument("port", nargs="?", default="auto", metavar="PORT")
     fl.add_argument(
@@ -138,6 +141,13 @@ def _device_commands(sub: argparse._SubParsersAction) -> None:
         "--full", action="store_true", help="copy every file, even those already on the board"
     )
     fl.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
+    fl.add_argument(
+        "--files",
+        action="store_true",
+        help="deploy every module as a .mpy file in the board's filesystem, not as a ROMFS "
+        "image (the default where the board can mount one: a ROMFS partition, or a virtual "
+        "board); the board then loads the bytecode into its heap",
+    )
     fl.set_defaults(run=_run_device_flash)
     ve = dsub.add_parser(
         "verify",
@@ -156,7 +166,12 @@ def _device_commands(sub: argparse._SubParsersAction) -> None:
         "mpremote or `ringtail device flash PORT`.",
     )
     vi.add_argument("directory", type=Path, metavar="DIR")
-    vi.add_argument("--heap", default="64K", help="MicroPython heap size (default: 64K)")
+    vi.add_argument(
+        "--heap",
+        default="64wK",
+        help="the board's MicroPython heap (default 64wK: 64 KiB on a 32-bit board; with a "
+        "ROMFS image, the free heap the firmware gets besides it)",
+    )
     vi.add_argument("--log", type=Path, metavar="FILE", help="append the console output here")
     vi.set_defaults(run=_run_device_virtual)
 

@@ -32,6 +32,7 @@ def flash(args: argparse.Namespace) -> int:
             gateway=gateway,
             do_reset=not args.no_reset,
             full=args.full,
+            files=getattr(args, "files", False),
             say=_say,
         )
     except (fl.FlashError, MpremoteError, ToolError) as e:

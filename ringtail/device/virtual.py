@@ -7,6 +7,18 @@ there, so `/`, `/lib` and relative paths mean what they mean on a board), and it
 is `ringtail-flash.img` in that directory (firmware/hal_unix.py), so both survive power
 cycles.
 
+Its ROMFS partition is `romfs.img` in that directory (`ringtail device flash` writes it).
+MicroPython >= 1.25 boards mount their partition at /rom at boot and run the modules in
+place from flash; the unix port cannot map a file, so a process whose directory holds
+romfs.img reads it into its heap first, mounts it (`vfs.VfsRom`) at /rom, puts /rom and
+/rom/lib on sys.path after '' and '.frozen' as those boards do, and then allocates a pad
+until `gc.mem_free()` is exactly that of a fresh `micropython -X heapsize=HEAP`
+(`rom_free`, measured at `start()`): the firmware gets a board's data heap, with the
+bytecode outside it. Such a process is started with `-X heapsize=` that free heap + the
+image + 16 KiB for the shim and the GC's tables (ringtail.device.romfs.heapsize), computed
+at each power-on or reset from the image there then. Without romfs.img, the heap is HEAP
+and everything, bytecode included, is in it.
+
 How it is wired (each piece was needed; see docs/hwtests.md):
 
     mpremote ── /dev/pts/B ══ relay thread ══ pty A ── micropython -i -c <boot shim>
@@ -18,7 +30,8 @@ How it is wired (each piece was needed; see docs/hwtests.md):
   while it reads a line and back on while code runs, so `\\x03` from mpremote interrupts a
   running main.py (KeyboardInterrupt) and is a plain character at the prompt, as on a board.
   The host side (pty B) is fully raw too; pyserial sets it so again when it opens it.
-- The boot shim plays the board's boot: remount `/`, run boot.py and main.py if present,
+- The boot shim plays the board's boot: remount `/`, mount romfs.img at /rom and pad the
+  heap (above) if there is one, run boot.py and main.py if present,
   catch KeyboardInterrupt, then the REPL (`-i`). It prints markers the relay follows to gate
   the host's input: nothing while the process starts (before the port's SIGINT handler
   exists, a Ctrl-C would kill it); only a Ctrl-C while boot.py / main.py run (the REPL's
@@ -51,9 +64,11 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from ringtail.device import romfs
 from ringtail.device.tools import tool
 
 FLASH_IMAGE = "ringtail-flash.img"  # firmware/hal_unix.py FLASH_PATH
+ROMFS_IMAGE = romfs.VIRTUAL_IMAGE  # the board's ROMFS partition: "romfs.img"
 HEAP = "64wK"  # 64 KB on a 32-bit board: MicroPython scales "w" sizes by pointer size
 
 _MARK_BOOT = b"ringtail-vb: boot"
@@ -63,8 +78,10 @@ _MARK_DOWN = b"ringtail-vb: down"  # the process is ending (sys.atexit)
 _PROMPT = b">>> "
 _RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 
-# MicroPython source, run with `-i -c`: the board's boot sequence. {skip} is True after a
-# raw-REPL soft reset (boards do not run main.py then).
+# MicroPython source, run with `-i -c`: the board's boot sequence. __SKIP__ is True after a
+# raw-REPL soft reset (boards do not run main.py then); __ROM__ mounts the board's ROMFS
+# image (romfs.img) at /rom and leaves the free heap of a board (ringtail.device.romfs), or
+# is empty when the board has no image.
 _SHIM = """\
 import os, sys
 def _rt_run(n):
@@ -81,23 +98,44 @@ def _rt_run(n):
         raise
     except BaseException as e:
         sys.print_exception(e)
-def _rt_boot(skip):
+def _rt_root():
     root = os.getcwd()
     os.umount('/')
     os.mount(os.VfsPosix(root), '/')
     os.chdir('/')
     sys.path[:] = ['', '.frozen', '/lib']
+def _rt_boot(skip):
     print('ringtail-vb: boot')
     _rt_run('boot.py')
     if not skip:
         _rt_run('main.py')
 sys.atexit(lambda: print('ringtail-vb: down'))
-try:
-    _rt_boot({skip})
+_rt_root()
+del _rt_root
+__ROM__try:
+    _rt_boot(__SKIP__)
 except KeyboardInterrupt as e:
     sys.print_exception(e)
 del _rt_boot, _rt_run
 print('ringtail-vb: repl')
+"""
+
+# The ROMFS part of the shim: mount romfs.img as the board's partition (a board boots
+# without /rom when its partition holds no valid image), then the pad, last.
+_SHIM_ROM = (
+    romfs.MOUNT_FN
+    + """\
+try:
+    _rt_rom = _rt_mount(__IMAGE__)
+except Exception as e:
+    _rt_rom = None
+    print('ringtail-vb: ' + __IMAGE__ + ' not mounted:', repr(e))
+del _rt_mount
+"""
+)
+_SHIM_ROM_END = """\
+if _rt_rom:
+    print('ringtail-vb: romfs', len(_rt_rom), 'B at /rom, heap', gc.mem_free(), 'B free')
 """
 
 # Runs in the child before the unix port: make pty A the controlling terminal (the child
@@ -173,12 +211,17 @@ class VirtualBoard:
         self.port = ""
         self.boots = 0  # processes started, power-on and resets alike
         self.error: str | None = None  # why the board stopped restarting, if it did
+        # gc.mem_free() of a fresh `micropython -X heapsize=HEAP`: what the firmware gets
+        # when it runs from a ROMFS image (measured at start())
+        self.rom_free: int | None = None
+        self.rom_bytes = 0  # the ROMFS image the current process mounted (0: none)
         self._lock = threading.RLock()
         self._life: _Life | None = None
         self._graveyard: list[int] = []  # pty A masters of dead lives, closed by the relay
         self._restarts: deque[float] = deque()
         self._console: deque[bytes] = deque()
         self._console_len = 0
+        self._console_dropped = 0  # bytes no longer kept
         self._host_fd = -1  # master of pty B
         self._wake_r = self._wake_w = -1
         self._thread: threading.Thread | None = None
@@ -197,6 +240,12 @@ class VirtualBoard:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self._micropython is None:
             self._micropython = tool("micropython")
+        try:
+            self.rom_free = romfs.free_heap(self.heap, self._micropython)
+        except (subprocess.SubprocessError, ValueError) as e:
+            raise VirtualBoardError(
+                f"heap {self.heap!r}: the unix port did not start with it: {e}"
+            ) from e
         if self._log_path is not None:
             self._log = open(self._log_path, "ab")  # noqa: SIM115 - lives with the board
         master, slave = os.openpty()
@@ -277,10 +326,17 @@ class VirtualBoard:
         with self._lock:
             return self._life.proc.pid if self._life is not None else None
 
-    def console(self) -> bytes:
-        """The last 64 KiB the board printed (whether or not anyone was reading)."""
+    def console(self, since: int = 0) -> bytes:
+        """The last 64 KiB the board printed (whether or not anyone was reading); with
+        `since` (a console_mark()), only what it printed after that mark."""
         with self._lock:
-            return b"".join(self._console)
+            text = b"".join(self._console)
+            return text[max(0, since - self._console_dropped) :] if since else text
+
+    def console_mark(self) -> int:
+        """How many bytes the board has printed so far: a mark for console(since=...)."""
+        with self._lock:
+            return self._console_dropped + self._console_len
 
     def _tail(self, n: int = 2000) -> str:
         return self.console()[-n:].decode("utf-8", "replace")
@@ -308,17 +364,9 @@ class VirtualBoard:
         attrs[3] |= termios.ISIG  # lflag: Ctrl-C -> SIGINT while code runs
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         assert self._micropython is not None
-        cmd = [
-            sys.executable,
-            "-c",
-            _LAUNCH,
-            self._micropython,
-            "-X",
-            f"heapsize={self.heap}",
-            "-i",
-            "-c",
-            _SHIM.format(skip=raw_boot),
-        ]
+        heap, shim = self._boot(raw_boot)
+        cmd = [sys.executable, "-c", _LAUNCH, self._micropython, "-X", f"heapsize={heap}"]
+        cmd += ["-i", "-c", shim]
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -336,6 +384,24 @@ class VirtualBoard:
         os.set_blocking(master, False)
         self.boots += 1
         return _Life(proc, master, self.boots, raw_boot)
+
+    def _boot(self, raw_boot: bool) -> tuple[str, str]:
+        """The heap size and the boot shim of the next process: with a ROMFS image in the
+        directory, a heap of the image + the free heap a board of `heap` has + slack, and a
+        shim that mounts the image and pads the heap down to that free heap; else `heap`."""
+        shim = _SHIM.replace("__SKIP__", repr(raw_boot))
+        image = self.directory / ROMFS_IMAGE
+        try:
+            size = image.stat().st_size if image.is_file() else -1
+        except OSError:
+            size = -1
+        if size < 0 or self.rom_free is None:
+            self.rom_bytes = 0
+            return self.heap, shim.replace("__ROM__", "")
+        self.rom_bytes = size
+        rom = _SHIM_ROM.replace("__IMAGE__", repr(ROMFS_IMAGE))
+        rom += romfs.pad_source(self.rom_free) + _SHIM_ROM_END
+        return str(romfs.heapsize(size, self.rom_free)), shim.replace("__ROM__", rom)
 
     def _kill(self) -> None:
         life = self._life
@@ -477,7 +543,9 @@ class VirtualBoard:
             self._console.append(data)
             self._console_len += len(data)
             while self._console_len - len(self._console[0]) >= _CONSOLE_KEEP:
-                self._console_len -= len(self._console.popleft())
+                n = len(self._console.popleft())
+                self._console_len -= n
+                self._console_dropped += n
         if self._log is not None:
             self._log.write(data)  # type: ignore[attr-defined]
             self._log.flush()  # type: ignore[attr-defined]

