@@ -252,6 +252,26 @@ def test_bad_input_is_refused_before_anything_is_copied(board: Board, tmp_path: 
     assert board_files(board) == before
 
 
+def test_a_config_the_firmware_would_refuse_is_refused_before_anything_is_written(
+    board: Board, tmp_path: Path
+):
+    """The board would fall back to its last good config (or the defaults: another id,
+    another gateway) and say so only on its console; the host says it at once."""
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    for name in ("config.py", "sensor.py"):  # the firmware's validator and its sources
+        shutil.copy(flash.FIRMWARE / name, fw / name)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"device": "hwtest-bad", "health_s": 2}))
+    board.mpremote("fs", "cp", str(cfg), ":config.json")
+    before = board_files(board)
+    with pytest.raises(flash.FlashError, match=r"config.json: health_s: must be an integer"):
+        board.deploy(firmware=fw, do_reset=False)
+    assert board_files(board) == before
+    assert json.loads(board.mpremote("fs", "cat", ":config.json"))["health_s"] == 2
+    board.remove("config.json")
+
+
 def test_the_command_line_flashes_with_progress(board: Board, tmp_path: Path):
     fw = tmp_path / "fw"
     fw.mkdir()

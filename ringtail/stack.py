@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ringtail.device import fwconfig
+
 Say = Callable[[str], None]
 
 
@@ -55,6 +57,35 @@ class StackConfig:
 
     def device_ids(self) -> list[str]:
         return [f"{self.device_prefix}-{k + 1}" for k in range(self.devices)]
+
+    def board_config(self, device: str) -> dict:
+        """What the stack sets in a board's config.json (firmware/CONFIG.md)."""
+        return {
+            "device": device,
+            "gateway": {"host": "127.0.0.1", "port": self.coap_port},
+            "batch_s": self.batch_s,
+            "health_s": self.health_s,
+            "coap": {"ack_timeout_ms": self.ack_timeout_ms, "backoff_max_s": self.backoff_max_s},
+            "metrics": [
+                {"name": "temperature", "source": "sht3x.t", "period_ms": self.period_ms},
+                {
+                    "name": "humidity",
+                    "source": "sht3x.rh",
+                    "period_ms": self.period_ms,
+                    "critical": False,
+                },
+            ],
+        }
+
+    def check(self) -> None:
+        """Refuse, before anything starts, settings the firmware would refuse: a board
+        given a config it rejects falls back to defaults and is silent here."""
+        if self.devices < 0:
+            raise StackError(f"--devices: must be 0 or more, got {self.devices}")
+        for device in self.device_ids():
+            bad = fwconfig.problem(self.board_config(device))
+            if bad is not None:
+                raise StackError(f"the boards' config.json: {bad}")
 
 
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -184,6 +215,7 @@ class Stack:
 
     def start(self) -> Stack:
         c = self.config
+        c.check()
         for port, kind, what, option in (
             (c.nats_port, socket.SOCK_STREAM, "NATS", "--nats-port"),
             (c.api_port, socket.SOCK_STREAM, "the API", "--api-port"),
@@ -283,26 +315,8 @@ class Stack:
     def _board_config(self, path: Path, device: str) -> None:
         """The board's config.json: its file system is a host directory, so it is written
         here; flash then sets the id and gateway and keeps the rest."""
-        c = self.config
         cfg = json.loads(path.read_text()) if path.exists() else {}
-        cfg.update(
-            {
-                "device": device,
-                "gateway": {"host": "127.0.0.1", "port": c.coap_port},
-                "batch_s": c.batch_s,
-                "health_s": c.health_s,
-                "coap": {"ack_timeout_ms": c.ack_timeout_ms, "backoff_max_s": c.backoff_max_s},
-                "metrics": [
-                    {"name": "temperature", "source": "sht3x.t", "period_ms": c.period_ms},
-                    {
-                        "name": "humidity",
-                        "source": "sht3x.rh",
-                        "period_ms": c.period_ms,
-                        "critical": False,
-                    },
-                ],
-            }
-        )
+        cfg.update(self.config.board_config(device))
         path.write_text(json.dumps(cfg, indent=1) + "\n")
 
     # --- faults, for tests and demos ---------------------------------------------------------

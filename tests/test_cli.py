@@ -98,3 +98,12 @@ def test_schema_prints_the_cddl():
     assert out.stdout.decode() == (
         Path(ringtail.__file__).parent.parent / "protocol" / "telemetry.cddl"
     ).read_text(encoding="utf-8")
+
+
+def test_stack_refuses_board_settings_the_firmware_would_refuse(tmp_path: Path):
+    """Before anything starts: no state directory, no process."""
+    var = tmp_path / "var"
+    out = ringtail_cli("stack", "--batch-s", "0", "--var", str(var), "--duration", "1")
+    assert out.returncode != 0
+    assert "batch_s: must be an integer 1..1800, got 0" in out.stderr.decode()
+    assert not var.exists()

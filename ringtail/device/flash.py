@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ringtail import __version__
-from ringtail.device import mpremote, romfs
+from ringtail.device import fwconfig, mpremote, romfs
 from ringtail.device.tools import FIRMWARE, tool
 
 CONFIG = "config.json"
@@ -630,6 +630,10 @@ def flash(
                 "files instead (more heap)"
             )
         cfg = device_config(board, device, gateway, say)
+        # a firmware tree without a validator (a test's) has nothing to check against
+        bad = fwconfig.problem(cfg, firmware) if (Path(firmware) / "config.py").exists() else None
+        if bad is not None:
+            raise FlashError(f"config.json: {bad}: the firmware would refuse it; nothing written")
         sha = board.sha256
 
         sources = [a for a in artifacts if a.name in SOURCE_FILES]

@@ -4,40 +4,14 @@ board). Plain Python, so CPython runs the same code the board does."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from types import ModuleType
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from . import mprun
+from ringtail.device import fwconfig
 
-
-def _load_firmware_config() -> ModuleType:
-    """firmware/config.py under a private name, with its `import sensor` served from
-    firmware/sensor.py for the duration of the import only (no firmware/ on sys.path)."""
-
-    def load(name: str, alias: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(alias, mprun.FIRMWARE / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-
-    saved = sys.modules.get("sensor")
-    sys.modules["sensor"] = load("sensor", "ringtail_fw_sensor")
-    try:
-        return load("config", "ringtail_fw_config")
-    finally:
-        if saved is None:
-            del sys.modules["sensor"]
-        else:
-            sys.modules["sensor"] = saved
-
-
-config = _load_firmware_config()
+config = fwconfig.load()
 
 scalars = (
     st.none()
