@@ -78,13 +78,21 @@ def build(hal, cfg):
     return Agent(cfg, ring, up, clock, sources(hal, cfg))
 
 
-def main():
-    import config  # needed once per boot: dropped below, its code and names back to the heap
+def load_config():
+    """The configuration (config.load). The validator is needed once per boot: it is
+    dropped here, and its code and names go back to the heap once this frame is gone (a
+    name bound to the module anywhere would keep all of it)."""
+    import config
 
     cfg, problem = config.load()
     if problem:
         print("config:", problem)
     del sys.modules["config"]
+    return cfg
+
+
+def main():
+    cfg = load_config()
     gc.collect()
     hal = board()
     wifi = cfg["wifi"]
