@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,6 @@ import time
 from pathlib import Path
 
 from ringtail.stack import Stack, StackConfig
-from tests.gateway.harness import free_port
 
 DEVICES = int(os.environ.get("RINGTAIL_BENCH_DEVICES", "3"))
 DURATION_S = float(os.environ.get("RINGTAIL_BENCH_S", "60"))
@@ -78,14 +76,9 @@ def _ms(us: float) -> str:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ringtail-bench-pipeline-") as tmp:
         var = Path(tmp) / "var"
-        config = StackConfig(
-            var=var,
+        config = StackConfig.on_free_ports(
+            var,
             devices=DEVICES,
-            coap_port=free_port(socket.SOCK_DGRAM),
-            nats_port=free_port(),
-            nats_monitor_port=free_port(),
-            api_port=free_port(),
-            gateway_metrics_port=free_port(),
             batch_s=BATCH_S,
             health_s=max(5, BATCH_S),
             period_ms=PERIOD_MS,

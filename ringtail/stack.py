@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ringtail.device import fwconfig
 
@@ -58,6 +59,21 @@ class StackConfig:
     def device_ids(self) -> list[str]:
         return [f"{self.device_prefix}-{k + 1}" for k in range(self.devices)]
 
+    @classmethod
+    def on_free_ports(cls, var: Path, **settings: Any) -> StackConfig:
+        """A stack under `var` on ports free now, for tests and benchmarks that run beside
+        other stacks; `settings` are the other fields."""
+        tcp = socket.SOCK_STREAM
+        return cls(
+            var=var,
+            coap_port=_free_port(socket.SOCK_DGRAM),
+            nats_port=_free_port(tcp),
+            nats_monitor_port=_free_port(tcp),
+            api_port=_free_port(tcp),
+            gateway_metrics_port=_free_port(tcp),
+            **settings,
+        )
+
     def board_config(self, device: str) -> dict:
         """What the stack sets in a board's config.json (firmware/CONFIG.md)."""
         return {
@@ -86,6 +102,12 @@ class StackConfig:
             bad = fwconfig.problem(self.board_config(device))
             if bad is not None:
                 raise StackError(f"the boards' config.json: {bad}")
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _http_ok(url: str, timeout: float = 1.0) -> bool:

@@ -25,7 +25,7 @@ import pytest
 from protocol import parse_batch, parse_envelope, parse_health
 from ringtail.stack import Stack, StackConfig
 from tests.debian import require_tools
-from tests.gateway.harness import free_port, stream_messages, wait_until
+from tests.gateway.harness import stream_messages, wait_until
 
 DEVICES = 3
 PERIOD_MS = 200  # 5 Hz per metric: ~10 readings/s per board
@@ -36,17 +36,10 @@ OUTAGE_S = 25  # gateway away: a dozen windows per board go to flash
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    import socket
-
     var = tmp_path_factory.mktemp("stack") / "var"
-    config = StackConfig(
-        var=var,
+    config = StackConfig.on_free_ports(
+        var,
         devices=DEVICES,
-        coap_port=free_port(socket.SOCK_DGRAM),
-        nats_port=free_port(),
-        nats_monitor_port=free_port(),
-        api_port=free_port(),
-        gateway_metrics_port=free_port(),
         batch_s=BATCH_S,
         health_s=5,  # the firmware's minimum
         period_ms=PERIOD_MS,

@@ -15,23 +15,6 @@ from cloud.audit import audit
 router = APIRouter(tags=["audit"])
 
 
-class BootAuditModel(BaseModel):
-    device: str
-    boot: int
-    first: int
-    last: int
-    expected: int
-    present: int
-    missing: int
-    duplicated: int
-    late: int
-    ahead: int
-    overflow: int
-    quarantined: int
-    missing_ranges: list[tuple[int, int]]
-    ok: bool
-
-
 class AuditTotals(BaseModel):
     expected: int
     present: int
@@ -40,6 +23,16 @@ class AuditTotals(BaseModel):
     late: int
     ahead: int
     overflow: int
+
+
+class BootAuditModel(AuditTotals):
+    device: str
+    boot: int
+    first: int
+    last: int
+    quarantined: int
+    missing_ranges: list[tuple[int, int]]
+    ok: bool
 
 
 class AuditModel(BaseModel):
