@@ -10,8 +10,9 @@ from the stack's chDB. Latencies, per reading, from the readings and batches tab
 - sample → queryable: `batches.inserted - readings.ts` (the board's time estimate; the
   clock check in tests/e2e bounds its error to a few ms): the window a reading waits in
   (up to BATCH_S) plus the rest;
-- window close → queryable: `inserted - max(ts)` per batch: what the pipeline itself adds
-  (CoAP, validation, spool fsync, JetStream, the writer's fetch and insert);
+- last reading → queryable: `inserted - max(ts)` per batch: what the pipeline adds to
+  batching (the wait for the window's end, up to one period, then CoAP, validation, spool
+  fsync, JetStream, the writer's fetch and insert);
 - gateway receive → queryable: `inserted - received`: the cloud side alone.
 Throughput: readings stored with ts in the steady part of the run (after the first window
 of every board), per second. The boards (one MicroPython process each, plus the relay
@@ -115,7 +116,7 @@ def main() -> None:
     print("|---|---|---|")
     s, c, g = r["sample"], r["close"], r["receive"]
     print(f"| sample → queryable | {_ms(s[0])} | {_ms(s[1])} |")
-    print(f"| window close → queryable (the pipeline's own) | {_ms(c[0])} | {_ms(c[1])} |")
+    print(f"| a batch's last reading → queryable | {_ms(c[0])} | {_ms(c[1])} |")
     print(f"| gateway receive → queryable (cloud side) | {_ms(g[0])} | {_ms(g[1])} |")
     print()
     print("| throughput | value |")
