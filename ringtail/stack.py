@@ -414,7 +414,7 @@ def run_command(args) -> int:
         f"  audit        ringtail audit --api {stack.api_url} --token {stack.token}\n"
         f"  logs         {stack.var / 'logs'}/\n"
         + (
-            "Ctrl-C stops everything; the data stays in ./var for the next run.\n"
+            f"Ctrl-C stops everything; the data stays in {stack.var} for the next run.\n"
             if args.duration is None
             else f"Stopping after {args.duration:g} s.\n"
         ),
