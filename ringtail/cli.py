@@ -8,6 +8,7 @@ one side's extra (a gateway does not have chDB, a cloud image has no MicroPython
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,28 +76,20 @@ def _run_protocol_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gateway_commands(sub: argparse._SubParsersAction) -> None:
+def _extra_commands(
+    sub: argparse._SubParsersAction, name: str, module: str, adder: str, extra: str
+) -> None:
+    """The `name` command from `module`.`adder`(sub), or, on a box without the `extra`
+    (its imports fail), a `name` whose help says what to install."""
     try:
-        from gateway.cli import add_commands
-    except ImportError as e:  # a box without the gateway extra
+        add = getattr(importlib.import_module(module), adder)
+    except ImportError as e:
         sub.add_parser(
-            "gateway",
-            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[gateway]')",
+            name,
+            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[{extra}]')",
         )
         return
-    add_commands(sub)
-
-
-def _cloud_commands(sub: argparse._SubParsersAction) -> None:
-    try:
-        from cloud.cli import add_commands
-    except ImportError as e:  # a box without the cloud extra
-        sub.add_parser(
-            "cloud",
-            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[cloud]')",
-        )
-        return
-    add_commands(sub)
+    add(sub)
 
 
 def _device_commands(sub: argparse._SubParsersAction) -> None:
@@ -194,18 +187,6 @@ def _run_device_virtual(args: argparse.Namespace) -> int:
     return virtual(args)
 
 
-def _audit_command(sub: argparse._SubParsersAction) -> None:
-    try:
-        from cloud.cli import add_audit_command
-    except ImportError as e:  # a box without the cloud extra
-        sub.add_parser(
-            "audit",
-            help=f"unavailable: {e.name} is not installed (pip install 'ringtail[cloud]')",
-        )
-        return
-    add_audit_command(sub)
-
-
 def _stack_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stack",
@@ -249,10 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ringtail {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _protocol_commands(sub)
-    _gateway_commands(sub)
-    _cloud_commands(sub)
+    _extra_commands(sub, "gateway", "gateway.cli", "add_commands", "gateway")
+    _extra_commands(sub, "cloud", "cloud.cli", "add_commands", "cloud")
     _device_commands(sub)
-    _audit_command(sub)
+    _extra_commands(sub, "audit", "cloud.cli", "add_audit_command", "cloud")
     _stack_command(sub)
     return parser
 

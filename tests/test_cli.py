@@ -107,3 +107,17 @@ def test_stack_refuses_board_settings_the_firmware_would_refuse(tmp_path: Path):
     assert out.returncode != 0
     assert "batch_s: must be an integer 1..1800, got 0" in out.stderr.decode()
     assert not var.exists()
+
+
+def test_a_box_without_an_extra_says_what_to_install():
+    """A gateway box has no cloud extra: `ringtail --help` still works and says so."""
+    code = (
+        "import sys; sys.modules['cloud.cli'] = None\n"
+        "from ringtail.cli import main\n"
+        "sys.exit(main(['--help']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    text = " ".join(out.stdout.decode().split())
+    assert "cloud unavailable: cloud.cli is not installed (pip install 'ringtail[cloud]')" in text
+    assert "audit unavailable" in text and "gateway the CoAP gateway" in text
