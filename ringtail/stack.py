@@ -128,7 +128,14 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def _port_free(port: int, kind: int) -> bool:
+    """Whether a server could listen on `port` now. TCP servers (nats-server, uvicorn, the
+    metrics endpoint) set SO_REUSEADDR, so connections of a previous run in TIME_WAIT do
+    not stop them, and must not stop this check (a second `just run` right after Ctrl-C);
+    a socket still listening does. UDP is checked without it: it would let two sockets
+    share a port."""
     with socket.socket(socket.AF_INET, kind) as s:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

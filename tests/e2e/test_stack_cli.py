@@ -73,10 +73,12 @@ def test_a_timed_run_stops_cleanly_and_a_second_run_resumes_on_ctrl_c(tmp_path: 
     )
     try:
         assert second.stdout is not None
+        said = [""]
         for line in second.stdout:
+            said.append(line)
             if UP in line:
                 break
-        assert second.poll() is None, "the second run did not come up"
+        assert UP in said[-1], "the second run did not come up:\n" + "".join(said)
         report: dict = {}
 
         def both_boots_stored() -> bool:
