@@ -5,18 +5,41 @@ size or on how many reassemblies are open. A batch is at most MAX_BATCH_BYTES, s
 transfer is refused with 4.13 (and Size1, §4) at the first block that overshoots, and at
 most `max_reassemblies` may be open at once (5.03 beyond), each expiring after
 EXCHANGE_LIFETIME.
+
+One more bound, and shortcuts on aiocoap's per-request path (see docs/gateway.md,
+Performance):
+
+- Message-ID deduplication (RFC 7252 §4.5): aiocoap remembers every request for
+  EXCHANGE_LIFETIME (247 s) with one timer each, and keeps the answer together with the
+  whole request, payload included: about 4 KiB per request, so memory grows with the
+  request rate times 247 s (and so does the garbage collector's work).
+  `bound_duplicate_memory` replaces that with a table of at most `max_entries` exchanges
+  (oldest forgotten first) holding only the encoded answer. A retransmission whose exchange
+  was forgotten is handled again, which the ingest path makes harmless: the batch's key is
+  already in the spool, so it is answered 2.04 again and stored once.
+- `_Router` dispatches on the Uri-Path without the copy of every request that
+  `aiocoap.resource.Site` makes, `_Context` names each request's task without formatting
+  the request (aiocoap's `repr` of a message resolves addresses and interfaces), and a
+  plain POST skips aiocoap's generic render path (Block2 is never needed for our answers,
+  which are small; a request that asks for Block2 still takes aiocoap's path).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 import aiocoap
 import aiocoap.resource
 from aiocoap import Message, error
 from aiocoap.blockwise import ContinueException, IncompleteException, _extract_block_key
+from aiocoap.message import Direction
+from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers import TransportTuning
+from aiocoap.numbers.types import CON
+from aiocoap.pipe import error_to_message, run_driving_pipe
 
 from gateway.ingest import Ingest, Reply
 from protocol import encode_error
@@ -30,6 +53,8 @@ from protocol.constants import (
 )
 
 _EXCHANGE_LIFETIME_S = TransportTuning().EXCHANGE_LIFETIME  # RFC 7252 §4.8.2: 247 s
+
+log = logging.getLogger("ringtail.gateway.coap")
 
 
 class _Refused(error.RenderableError):
@@ -119,6 +144,20 @@ class _PayloadResource(aiocoap.resource.Resource):
         reply = await handle(request.payload, request.opt.content_format)
         return _to_message(reply)
 
+    async def render_to_pipe(self, pipe: Any) -> None:
+        """aiocoap's Resource.render_to_pipe for the common case, a POST that asks for no
+        Block2; anything else takes aiocoap's own path. Our answers never need Block2:
+        the largest is an error body, its reason cut to MAX_REASON_BYTES."""
+        request = pipe.request
+        if request.code != aiocoap.POST or request.opt.block2 is not None:
+            await super().render_to_pipe(pipe)
+            return
+        request = self._block1.feed_and_take(request)
+        response = await self.render_post(request)
+        response.opt.block1 = request.opt.block1
+        response.opt.no_response = request.opt.no_response
+        pipe.add_response(response, is_last=True)
+
 
 def _to_message(reply: Reply) -> Message:
     msg = Message(code=reply.code, payload=reply.body)
@@ -128,9 +167,119 @@ def _to_message(reply: Reply) -> Message:
     return msg
 
 
+class _Router:
+    """The server site: a fixed table of resources by Uri-Path, 4.04 for anything else.
+
+    Unlike aiocoap.resource.Site it hands the request to the resource as it came (a Site
+    deep-copies every request to strip the path: tens of µs per request).
+    """
+
+    def __init__(self, resources: dict[tuple[str, ...], aiocoap.resource.Resource]) -> None:
+        self._resources = resources
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        resource = self._resources.get(pipe.request.opt.uri_path)
+        if resource is None:
+            raise error.NotFound()
+        await resource.render_to_pipe(pipe)
+
+
+class _Context(aiocoap.Context):
+    """aiocoap's Context, except that a request's task is not named after the request."""
+
+    def render_to_pipe(self, pipe: Any) -> None:
+        run_driving_pipe(
+            error_to_message(pipe, self.log), self._render_to_pipe(pipe), name="coap request"
+        )
+
+
 def build_site(ingest: Ingest, *, max_reassemblies: int, retry_after_s: int) -> Any:
-    site = aiocoap.resource.Site()
+    resources: dict[tuple[str, ...], aiocoap.resource.Resource] = {}
     for path, health in ((PATH_TELEMETRY, False), (PATH_HEALTH, True)):
         block1 = BoundedBlock1(MAX_BATCH_BYTES, max_reassemblies, retry_after_s)
-        site.add_resource([path], _PayloadResource(ingest, block1, health))
-    return site
+        resources[(path,)] = _PayloadResource(ingest, block1, health)
+    return _Router(resources)
+
+
+async def serve(site: Any, bind: tuple[str, int], max_exchanges: int) -> aiocoap.Context:
+    """The server context, its duplicate detection bounded (bound_duplicate_memory)."""
+    context = await _Context.create_server_context(site, bind=bind, transports=["udp6"])
+    if not bound_duplicate_memory(context, max_exchanges):
+        log.warning(
+            "aiocoap %s: cannot bound its duplicate detection; memory grows with the "
+            "request rate for EXCHANGE_LIFETIME",
+            getattr(aiocoap, "__version__", "?"),
+        )
+    return context
+
+
+class _RecentExchanges:
+    """A MessageManager's memory of recent requests, bounded in time and in number.
+
+    Same contract as aiocoap's MessageManager._deduplicate_message and
+    _store_response_for_duplicates, which it replaces on one MessageManager: a request
+    seen before within EXCHANGE_LIFETIME is a duplicate (a CON one is answered again with
+    the stored response, if there is one yet). Entries are kept in arrival order with their
+    expiry, so expired ones are dropped from the front as new ones come in, and the oldest
+    is forgotten when there are `max_entries`. The response is kept encoded, a few dozen
+    bytes, not as the message object aiocoap keeps (which holds the request, payload and
+    all, and a dozen objects for the garbage collector to walk).
+    """
+
+    def __init__(self, manager: Any, max_entries: int) -> None:
+        self._manager = manager
+        self._max = max_entries
+        # (remote, message id) -> (expiry, the encoded response or None)
+        self._entries: OrderedDict[Any, tuple[float, bytes | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def deduplicate(self, message: Message) -> bool:
+        key = (message.remote, message.mid)
+        now = time.monotonic()
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None and entry[0] > now:
+            if message.mtype is CON and entry[1] is not None:
+                response = Message.decode(entry[1], message.remote.as_response_address())
+                response.direction = Direction.OUTGOING  # a copy of what we sent, resent
+                # Only what is sent under the request's own Message ID is stored: the
+                # piggybacked response or the empty ACK, both ACKs, never retransmitted.
+                self._manager._send_via_transport(response)
+            return True
+        if entry is not None:
+            del entries[key]
+        while entries:
+            first = next(iter(entries.values()))
+            if first[0] > now and len(entries) < self._max:
+                break
+            entries.popitem(last=False)
+        entries[key] = (now + message.transport_tuning.EXCHANGE_LIFETIME, None)
+        return False
+
+    def store(self, message: Message) -> None:
+        key = (message.remote, message.mid)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries[key] = (entry[0], message.encode())
+
+
+def bound_duplicate_memory(context: aiocoap.Context, max_entries: int) -> bool:
+    """Bound the Message-ID duplicate detection of every UDP message manager of `context`
+    to `max_entries` exchanges (see _RecentExchanges). False if this aiocoap's internals
+    are not the ones this was written for (nothing is changed then)."""
+    managers: list[Any] = [
+        m
+        for ti in getattr(context, "request_interfaces", [])
+        if isinstance(m := getattr(ti, "token_interface", None), MessageManager)
+    ]
+    needed = ("_deduplicate_message", "_store_response_for_duplicates", "_send_via_transport")
+    if not managers or not all(hasattr(m, name) for m in managers for name in needed):
+        return False
+    for manager in managers:
+        recent = _RecentExchanges(manager, max_entries)
+        manager._deduplicate_message = recent.deduplicate
+        manager._store_response_for_duplicates = recent.store
+        manager._ringtail_recent = recent
+    return True

@@ -30,6 +30,9 @@ class CoapConfig:
     max_devices_tracked: int = 100_000  # bound on rate-limiter state; oldest forgotten first
     # Concurrent Block1 reassemblies (each at most one batch, 16 KiB); beyond it, 5.03.
     max_reassemblies: int = 1024
+    # Recent requests remembered to answer a retransmission (same Message ID) from memory;
+    # oldest forgotten first. A forgotten one is handled again: acknowledged, not re-stored.
+    max_exchanges_tracked: int = 16_384
     retry_after_s: int = 5  # Max-Age on 5.03: when a device should try again
 
 
@@ -118,6 +121,7 @@ def _check(c: GatewayConfig, source: str) -> None:
     need(c.coap.rate_burst >= 1, "coap.rate_burst", "must be at least 1")
     need(c.coap.max_devices_tracked >= 1, "coap.max_devices_tracked", "must be at least 1")
     need(c.coap.max_reassemblies >= 1, "coap.max_reassemblies", "must be at least 1")
+    need(c.coap.max_exchanges_tracked >= 1, "coap.max_exchanges_tracked", "must be at least 1")
     need(1 <= c.coap.retry_after_s <= 3600, "coap.retry_after_s", "must be 1..3600")
     need(c.spool.segment_bytes >= 64 << 10, "spool.segment_bytes", "must be at least 65536")
     need(

@@ -14,6 +14,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.keys import health_key, telemetry_key
 from gateway.metrics import Metrics
@@ -79,16 +80,24 @@ class Ingest:
         self._limiter = limiter
         self._metrics = metrics
         self._retry_after_s = retry_after_s
+        self._counters: dict[tuple[str, int], Any] = {}
 
     async def telemetry(self, payload: bytes, content_format: int | None) -> Reply:
         reply = await self._handle(payload, content_format, health=False)
-        self._metrics.requests.labels("t", code_text(reply.code)).inc()
+        self._count("t", reply.code)
         return reply
 
     async def health(self, payload: bytes, content_format: int | None) -> Reply:
         reply = await self._handle(payload, content_format, health=True)
-        self._metrics.requests.labels("h", code_text(reply.code)).inc()
+        self._count("h", reply.code)
         return reply
+
+    def _count(self, resource: str, code: int) -> None:
+        counter = self._counters.get((resource, code))
+        if counter is None:  # a handful of (resource, code) pairs: looked up once each
+            counter = self._metrics.requests.labels(resource, code_text(code))
+            self._counters[(resource, code)] = counter
+        counter.inc()
 
     async def _handle(self, payload: bytes, content_format: int | None, health: bool) -> Reply:
         if content_format != CONTENT_FORMAT_CBOR:

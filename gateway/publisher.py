@@ -7,7 +7,9 @@
 - Order per device: at most one publish per device is in flight, and a failed publish is
   retried before that device's next record, so a device's messages enter its subject in
   the order the gateway acknowledged them. Across devices up to `max_in_flight` publishes
-  wait for their acks at once.
+  wait for their acks at once, pipelined on the one connection: each is published with a
+  reply subject on the publisher's own inbox, where JetStream's acks arrive, so a publish
+  costs no task of its own; one that gets no ack within `publish_timeout_s` has failed.
 - A record is acknowledged in the spool only after JetStream's ack; after a crash, records
   not yet acknowledged are published again and the duplicate window drops the repeats.
 - NATS down: publishes fail and back off (doubling up to `reconnect_max_wait_s`) while the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -25,6 +28,7 @@ from collections import deque
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
@@ -60,6 +64,11 @@ class Publisher:
         # does not pull the whole spool into memory.
         self._taken = asyncio.Semaphore(16 * self._nats.max_in_flight)
         self._tasks: set[asyncio.Task] = set()
+        # Publishes awaiting JetStream's answer: record id -> (device, sent at, timeout).
+        self._in_flight: dict[int, tuple[str, float, asyncio.TimerHandle]] = {}
+        self._backoff: dict[str, float] = {}  # device -> its next retry wait, after a failure
+        self._retries: dict[str, asyncio.TimerHandle] = {}  # device -> its retry, pending
+        self._inbox = ""
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -106,8 +115,10 @@ class Publisher:
         js = self._nc.jetstream(timeout=self._nats.publish_timeout_s)
         self._js = js
         await self._ensure_streams(js)
+        self._inbox = self._nc.new_inbox()
+        await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
         self._spawn(self._take_records())
-        self._spawn(self._dispatch(js))
+        self._spawn(self._dispatch(self._nc))
 
     async def _on_disconnect(self) -> None:
         self._metrics.nats_connected.set(0)
@@ -183,48 +194,75 @@ class Publisher:
             if len(queue) == 1:
                 self._ready.put_nowait(device)
 
-    async def _dispatch(self, js: JetStreamContext) -> None:
+    async def _dispatch(self, nc: nats.NATS) -> None:
+        """Publish the head record of each ready device. Acks come back on our own inbox
+        (`_on_reply`), so a publish costs no task and no waiting here: up to
+        `max_in_flight` are pipelined on the connection, one per device."""
+        loop = asyncio.get_running_loop()
         while True:
             device = await self._ready.get()
             await self._slots.acquire()
-            self._spawn(self._publish_device(js, device))
-
-    async def _publish_device(self, js: JetStreamContext, device: str) -> None:
-        """Publish this device's queued records in order, one at a time."""
-        queue = self._queues[device]
-        record = queue[0]
-        subject, msg_id = route(self._config.id, record.key)
-        body = encode_envelope(self._config.id, record.appended_us, record.id, record.payload)
-        wait = self._nats.reconnect_wait_s
-        while True:
-            started = time.perf_counter()
+            record = self._queues[device][0]
+            subject, msg_id = route(self._config.id, record.key)
+            body = encode_envelope(self._config.id, record.appended_us, record.id, record.payload)
+            timer = loop.call_later(self._nats.publish_timeout_s, self._settle, record.id, None)
+            self._in_flight[record.id] = (device, time.perf_counter(), timer)
             try:
-                ack = await js.publish(
+                await nc.publish(
                     subject,
                     body,
-                    timeout=self._nats.publish_timeout_s,
+                    reply=f"{self._inbox}.{record.id}",
                     headers={"Nats-Msg-Id": msg_id},
                 )
-                break
             except _PUBLISH_ERRORS as e:
-                self._metrics.publish_errors.inc()
-                log.debug("publish %s failed (%s); retrying in %.1f s", msg_id, e, wait)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, self._nats.reconnect_max_wait_s)
+                log.debug("publish %s failed (%s)", msg_id, e)
+                self._settle(record.id, None)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        try:
+            record_id = int(msg.subject.rpartition(".")[2])
+        except ValueError:
+            return
+        self._settle(record_id, msg)
+
+    def _settle(self, record_id: int, reply: Msg | None) -> None:
+        """JetStream answered the publish of `record_id` (reply), or it failed or timed out
+        (None). A late answer to an attempt already given up on settles the retry, if one
+        is in flight (same message, same Nats-Msg-Id), or is ignored."""
+        entry = self._in_flight.pop(record_id, None)
+        if entry is None:
+            return
+        device, started, timer = entry
+        timer.cancel()
+        self._slots.release()
+        duplicate = _pub_ack(reply)
+        if duplicate is None:
+            self._metrics.publish_errors.inc()
+            wait = self._backoff.get(device, self._nats.reconnect_wait_s)
+            self._backoff[device] = min(wait * 2, self._nats.reconnect_max_wait_s)
+            log.debug("publish of record %d failed; retrying in %.1f s", record_id, wait)
+            loop = asyncio.get_running_loop()
+            self._retries[device] = loop.call_later(wait, self._retry, device)
+            return
+        self._backoff.pop(device, None)
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
         self._metrics.published.inc()
-        if ack.duplicate:
+        if duplicate:
             self._metrics.duplicates.inc()
-        self._spool.ack(record.id)
+        self._spool.ack(record_id)
+        queue = self._queues[device]
         queue.popleft()
         self._taken.release()
-        self._slots.release()
         if queue:
             self._ready.put_nowait(device)
         else:
             del self._queues[device]
             if not self._queues:
                 self._idle.set()
+
+    def _retry(self, device: str) -> None:
+        del self._retries[device]
+        self._ready.put_nowait(device)
 
     async def drain(self, timeout_s: float) -> bool:
         """Publish what was taken, for at most `timeout_s`; True if nothing is left."""
@@ -241,6 +279,8 @@ class Publisher:
 
     async def close(self) -> None:
         self._stopping = True
+        for handle in [*self._retries.values(), *(t for _, _, t in self._in_flight.values())]:
+            handle.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -263,3 +303,18 @@ class Publisher:
         log.error("publisher stopped: %s", exc, exc_info=not isinstance(exc, StreamMismatch))
         if not self.fatal.done():
             self.fatal.set_result(exc)
+
+
+def _pub_ack(reply: Msg | None) -> bool | None:
+    """Whether JetStream stored the message as a duplicate; None if it did not store it
+    (no answer, no stream for the subject, or an error such as a full stream)."""
+    if reply is None or (reply.headers and reply.headers.get("Status") == "503"):
+        return None
+    try:
+        answer = json.loads(reply.data)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or "error" in answer or "seq" not in answer:
+        log.debug("JetStream refused a publish: %s", answer)
+        return None
+    return bool(answer.get("duplicate"))

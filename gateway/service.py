@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import Any
 
 import aiocoap
 
-from gateway.coap import build_site
+from gateway.coap import build_site, serve
 from gateway.config import GatewayConfig
 from gateway.ingest import Ingest, RateLimiter
 from gateway.metrics import Metrics
@@ -65,9 +66,7 @@ class Gateway:
         site = build_site(
             ingest, max_reassemblies=c.coap.max_reassemblies, retry_after_s=c.coap.retry_after_s
         )
-        self._context = await aiocoap.Context.create_server_context(
-            site, bind=(c.coap.bind, c.coap.port), transports=["udp6"]
-        )
+        self._context = await serve(site, (c.coap.bind, c.coap.port), c.coap.max_exchanges_tracked)
         if c.metrics.port:
             self.metrics.serve(c.metrics.bind, c.metrics.port)
         log.info(
@@ -106,6 +105,10 @@ async def run(config: GatewayConfig) -> int:
         log.error("cannot start: %s", e)
         await gateway.stop()
         return 1
+    # What exists now (modules, configuration, the spool's index) lives as long as the
+    # process: keep it out of the garbage collector's full passes, which run again and
+    # again under load.
+    gc.freeze()
     notify("READY=1")
     watchdog = None
     interval = watchdog_interval_s()

@@ -495,8 +495,14 @@ class Spool:
             if not (self._queue or self._doomed or self._watermark_due()):
                 if self._state != "open":
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._watermark_wait_s())
+                wait_s = self._watermark_wait_s()
+                loop = asyncio.get_running_loop()
+                timer = None if wait_s is None else loop.call_later(wait_s, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
                 continue
             if self._queue:
                 if self._commit_delay_s > 0 and self._state == "open":
@@ -713,12 +719,18 @@ class Spool:
         if payload is not None:
             self._cache_bytes -= len(payload)
         # The watermark: every id up to it is acked (ids that failed to write never existed).
+        before = self._watermark
         while self._order and self._order[0] not in self._unacked:
             self._watermark = self._order.popleft()
         seg.unacked -= 1
-        if seg.unacked == 0 and seg.sealed:
+        doomed = seg.unacked == 0 and seg.sealed
+        if doomed:
             self._doomed.append(seg)
-        if self._state == "open":
+        # Wake the commit task only when it has something new to do: a segment to delete,
+        # or a watermark to persist where it was waiting without a deadline (it was
+        # persisted); once it has a deadline it wakes by itself.
+        first_move = before == self._persisted_watermark and self._watermark > before
+        if self._state == "open" and (doomed or first_move):
             self._wake.set()
 
     async def _delete_doomed(self) -> None:

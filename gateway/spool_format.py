@@ -85,9 +85,8 @@ def encode_record(record_id: int, appended_us: int, key: bytes, payload: bytes) 
     length = _MIN_LENGTH - 1 + len(key) + len(payload)
     if length > 0xFFFFFFFF:
         raise ValueError("record too large for the u32 length field")
-    body = _REC_BODY.pack(length, record_id, appended_us, len(key))
-    crc = native.crc32c(payload, native.crc32c(key, native.crc32c(body)))
-    return b"".join((_CRC.pack(crc), body, key, payload))
+    covered = b"".join((_REC_BODY.pack(length, record_id, appended_us, len(key)), key, payload))
+    return _CRC.pack(native.crc32c(covered)) + covered
 
 
 def decode_record(buf: memoryview, offset: int, min_id: int) -> tuple[int, int, str, int, int]:

@@ -97,6 +97,7 @@ class GatewayProcess:
     port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     metrics_port: int = field(default_factory=free_port)
     gateway_id: str = "gw-test"
+    log_level: str = "debug"
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -134,7 +135,7 @@ class GatewayProcess:
                     "--config",
                     str(config),
                     "--log-level",
-                    "debug",
+                    self.log_level,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
