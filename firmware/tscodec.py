@@ -39,8 +39,8 @@ from tsenc import (
     encode_bound,
 )
 from tsenc import FRAME as _FRAME
-from tsenc import HEADER as _HEADER
 from tsenc import MAX_EXP as _MAX_EXP
+from tsenc import SPARSE as _SPARSE
 
 try:
     from micropython import const
@@ -160,13 +160,18 @@ def _get_varint(buf, pos, end):
     raise CodecError("block truncated: a field runs past the end")
 
 
-def _frame_decode(buf, pos, end, flen, lo, hi, start):
+def _frame_decode(buf, pos, end, flen, lo, hi, start, sparse):
+    # One frame of flen items into lo/hi from start on; sparse frames allowed in format 2.
     if pos >= end:
         raise CodecError("block truncated: a field runs past the end")
     h = buf[pos]
     pos += 1
     w = h & 0x7F
-    if w > 64:
+    bitmap = -1
+    if sparse and w >= _SPARSE:
+        w -= _SPARSE
+        bitmap = 0
+    elif w > 64:
         raise CodecError("malformed integer frame")
     cnt = 0
     ew = 0
@@ -176,13 +181,24 @@ def _frame_decode(buf, pos, end, flen, lo, hi, start):
         cnt = buf[pos] + 1
         ew = buf[pos + 1]
         pos += 2
-        if cnt > flen or ew < 1 or w + ew > 64:
+        if ew < 1 or w + ew > 64:
             raise CodecError("malformed integer frame")
-    nb = (flen * w + 7) // 8
+    plen = flen
+    if bitmap == 0:
+        bitmap = pos
+        pos += (flen + 7) // 8
+        if pos > end:
+            raise CodecError("block truncated: a field runs past the end")
+        plen = 0
+        for i in range(flen):
+            plen += (buf[bitmap + (i >> 3)] >> (i & 7)) & 1
+    if cnt > plen:
+        raise CodecError("malformed integer frame")
+    nb = (plen * w + 7) // 8
     if end - pos < nb:
         raise CodecError("block truncated: a field runs past the end")
     r = _Reader(buf, pos, pos + nb)
-    for i in range(flen):
+    for i in range(plen):
         _store(lo, hi, start + i, r.get(w) if w else 0)
     pos += nb
     if cnt:
@@ -193,11 +209,19 @@ def _frame_decode(buf, pos, end, flen, lo, hi, start):
         prev = -1
         for i in range(cnt):
             p = buf[pos + i]
-            if p >= flen or p <= prev:
+            if p >= plen or p <= prev:
                 raise CodecError("malformed integer frame")
             prev = p
             _store(lo, hi, start + p, _load(lo, hi, start + p) | r.get(ew) << w)
         pos += cnt + hb
+    if bitmap >= 0:  # the packed items (less one) to their places, last first
+        k = plen
+        for i in range(flen - 1, -1, -1):
+            if (buf[bitmap + (i >> 3)] >> (i & 7)) & 1:
+                k -= 1
+                _store(lo, hi, start + i, _load(lo, hi, start + k) + 1)
+            else:
+                _store(lo, hi, start + i, 0)
     return pos
 
 
@@ -250,12 +274,17 @@ def _isfinite(x):
 def _choose_scale(values, n):
     # A factor s with v == n * s for most sampled values, or 0 (SPEC.md: Encoder choices).
     s = min(n, _SCALE_SAMPLE)
-    xs = []
+    # Sized once, then cut: a list grown by append leaves a trail of freed arrays that
+    # fragments a 64 KB heap.
+    xs = [0.0] * s
+    k = 0
     for i in range(s):
         x = values[i * n // s]
         if _isfinite(x) and x != 0:
-            xs.append(x)
-    if len(xs) < 2:
+            xs[k] = x
+            k += 1
+    del xs[k:]
+    if k < 2:
         return 0.0
     xs.sort()
     m = xs[0] if abs(xs[0]) >= abs(xs[-1]) else xs[-1]
@@ -375,14 +404,14 @@ class Codec(Encoder):
             buf[1] = MODE_XOR
             end = self._encode_xor(values, n, vals)
         else:
-            buf[1] = best[0] | plan[0] << 2
+            buf[1] = best[0] | plan[0] << 2 | (best[1] << 3 if best[0] == MODE_DECIMAL else 0)
             end = self._write_values(best, values, vals, plan[1], plan[3])
         return bytes(memoryview(buf)[:end])
 
     def _plan_ints(self, mode, param, values, n, pos):
-        # Fills the items (as tsenc's _put_counts does) and _exc, and writes the frames of the
-        # value section that starts at pos; returns (order, exceptions, section bytes, where
-        # the frames end).
+        # Fills the items (as tsenc's _put_counts does) and _exc, and writes k[0] and the
+        # frames of the value section that starts at pos; returns (order, exceptions, section
+        # bytes, where the frames end).
         lo = self._lo
         hi = self._hi
         exc = self._exc
@@ -402,18 +431,16 @@ class Codec(Encoder):
             _store(lo, hi, i, z)
             prev = k
         order = self._order(n, bits0, bits1)
-        start = pos + (1 if mode == MODE_DECIMAL else 8) + _varint_len(nexc)
-        end = self._frames_encode(n, start)
+        start = pos + (0 if mode == MODE_DECIMAL else 8) + _varint_len(nexc)
+        end = self._first_and_frames(n, start)
         return order, nexc, end - pos + 12 * nexc, end
 
     def _write_values(self, best, values, pos, nexc, end):
-        # The value section around its frames, which _plan_ints wrote and which end at end.
+        # The value section around k[0] and its frames, which _plan_ints wrote and which end
+        # at end (decimal mode's e is in the mode byte).
         mode, param = best
         buf = self._buf
-        if mode == MODE_DECIMAL:
-            buf[pos] = param
-            pos += 1
-        else:
+        if mode != MODE_DECIMAL:
             struct.pack_into("<d", buf, pos, param)
             pos += 8
         _put_varint(buf, pos, nexc)
@@ -470,13 +497,17 @@ class Codec(Encoder):
             self._values = array("d", [0.0] * self.max_points)
         ts = self._ts
         values = self._values
-        pos = _HEADER
+        v2 = block[0] >= 2  # t1 - t0 and k[0] as varints, sparse frames
+        pos = 6 if block[0] == 1 else _get_varint(block, 2, end)[0]
         if n:
             pos, prev = _get_varint(block, pos, end)
             prev = _unzigzag(prev)
             ts[0] = _signed(prev)
-            for s in range(0, n - 1, _FRAME):
-                pos = _frame_decode(block, pos, end, min(_FRAME, n - 1 - s), lo, hi, s)
+            if v2 and n >= 2:  # item 0 (t1 - t0) from its varint
+                pos, z = _get_varint(block, pos, end)
+                _store(lo, hi, 0, z)
+            for s in range(1 if v2 else 0, n - 1, _FRAME):
+                pos = _frame_decode(block, pos, end, min(_FRAME, n - 1 - s), lo, hi, s, v2)
             delta = 0
             for i in range(1, n):
                 z = _unzigzag(_load(lo, hi, i - 1))
@@ -488,24 +519,32 @@ class Codec(Encoder):
             self._decode_xor(block, pos, end, values, n)
             return memoryview(ts)[:n], memoryview(values)[:n]
         divide = mode == MODE_DECIMAL
-        param = 1 if divide else 8
-        if end - pos < param + 1:
-            raise CodecError("block truncated: a field runs past the end")
         if divide:
-            if block[pos] > _MAX_EXP:
-                raise CodecError("unknown value mode or mode parameter out of range")
-            factor = _POW10[block[pos]]
+            e = block[1] >> 3
+            if not v2:  # format 1: e in its own byte
+                if end - pos < 1:
+                    raise CodecError("block truncated: a field runs past the end")
+                e = block[pos]
+                pos += 1
+                if e > _MAX_EXP:
+                    raise CodecError("unknown value mode or mode parameter out of range")
+            factor = _POW10[e]
         else:
+            if end - pos < 8:
+                raise CodecError("block truncated: a field runs past the end")
             factor = struct.unpack_from("<d", block, pos)[0]
             if not (factor > 0 and _isfinite(factor)):
                 raise CodecError("unknown value mode or mode parameter out of range")
-        pos += param
-        order = block[1] >> 2
+            pos += 8
+        order = block[1] >> 2 & 1
         pos, nexc = _get_varint(block, pos, end)
         if nexc > n:
             raise CodecError("malformed exception list")
-        for s in range(0, n, _FRAME):
-            pos = _frame_decode(block, pos, end, min(_FRAME, n - s), lo, hi, s)
+        if v2 and n:  # item 0 (k[0]) from its varint
+            pos, z = _get_varint(block, pos, end)
+            _store(lo, hi, 0, z)
+        for s in range(1 if v2 else 0, n, _FRAME):
+            pos = _frame_decode(block, pos, end, min(_FRAME, n - s), lo, hi, s, v2)
         k = 0
         for i in range(n):
             z = _unzigzag(_load(lo, hi, i))
@@ -561,21 +600,45 @@ class Codec(Encoder):
 
 def block_count(block):
     """The point count a block declares, after the checks rt_block_count makes."""
-    if len(block) < _HEADER:
+    if len(block) < 2:
         raise CodecError("block truncated: a field runs past the end")
-    if block[0] != FORMAT_VERSION:
+    version = block[0]
+    if not 1 <= version <= FORMAT_VERSION:
         raise CodecError("unknown block format version")
     mode = block[1] & 3
-    if mode > MODE_SCALED or block[1] >> 3 or (mode == MODE_XOR and block[1]):
+    e = block[1] >> 3
+    # format 1: bits 3..7 zero; format 2: the decimal exponent there, zero in other modes
+    if (
+        mode > MODE_SCALED
+        or (mode == MODE_XOR and block[1])
+        or (e and (version == 1 or mode != MODE_DECIMAL))
+        or e > _MAX_EXP
+    ):
         raise CodecError("unknown value mode or mode parameter out of range")
-    n = struct.unpack_from("<I", block, 2)[0]
-    least = _HEADER
-    if n:
-        least += 1 + (n - 1 + _FRAME - 1) // _FRAME
+    # The least the sections can take: every varint and every frame is at least one byte.
+    if version == 1:
+        if len(block) < 6:
+            raise CodecError("block truncated: a field runs past the end")
+        n = struct.unpack_from("<I", block, 2)[0]
+        least = 6
+        if n:
+            least += 1 + (n - 1 + _FRAME - 1) // _FRAME
+        if mode != MODE_XOR:
+            least += (1 if mode == MODE_DECIMAL else 8) + 1 + (n + _FRAME - 1) // _FRAME
+    else:
+        least, n = _get_varint(block, 2, len(block))
+        if n > MAX_POINTS:
+            raise CodecError("point count above the limit or more than the block can hold")
+        if n:
+            least += 1
+        if n >= 2:
+            least += 1 + (n - 2 + _FRAME - 1) // _FRAME
+        if mode != MODE_XOR:
+            least += (0 if mode == MODE_DECIMAL else 8) + 1
+            if n:
+                least += 1 + (n - 1 + _FRAME - 1) // _FRAME
     if mode == MODE_XOR:
         least += 8 if n else 0
-    else:
-        least += (1 if mode == MODE_DECIMAL else 8) + 1 + (n + _FRAME - 1) // _FRAME
     if n > MAX_POINTS or len(block) < least:
         raise CodecError("point count above the limit or more than the block can hold")
     return n

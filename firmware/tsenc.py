@@ -31,7 +31,6 @@ one) is a new long int even when its value is small, and the first arithmetic on
 again: ~76 bytes a point on the unix port. Arrays "i", "I", "l" and "h" give small ints.
 """
 
-import struct
 from array import array
 
 try:
@@ -42,11 +41,13 @@ except ImportError:  # CPython: tests/native load this module through tscodec
         return x
 
 
-FORMAT_VERSION = const(1)
+FORMAT_VERSION = const(2)  # the block format this writes (SPEC.md); tscodec reads 1 and 2
 MAX_POINTS = const(1000000)
 MODE_DECIMAL = const(1)
-HEADER = const(6)  # version, mode, point count
+HEADER = const(6)  # most bytes before the timestamps: version, mode, point count
 FRAME = const(128)  # items per frame
+SPARSE = const(65)  # a sparse frame's header holds SPARSE + w, w <= MAX_SPARSE_W
+MAX_SPARSE_W = const(62)
 MAX_EXP = const(18)  # largest decimal exponent
 # |x| <= _SMALL: zigzag(x) = (x << 1) ^ (x >> 63) <= _NARROW, every intermediate a small int on
 # 32-bit ports too (small ints end at 2**30 there).
@@ -106,13 +107,14 @@ def _put_varint(buf, pos, v):
 def encode_bound(n):
     """Bytes any n-point block can need (the C encoder's rt_encode_bound)."""
     frames = n * 8 + (n + 127) // 128
-    return HEADER + 10 + frames + 8 + 10 + frames + 12 * n + 16
+    return HEADER + 20 + frames + 8 + 20 + frames + 12 * n + 16
 
 
 def decimal_bound(n):
-    """Bytes any n-point block from encode_decimal can need: no scale, no exceptions. A frame
-    of f items takes at most 1 + 8 * f bytes (the widest width, no patches, is a candidate)."""
-    return HEADER + 10 + 2 + 2 * (n * 8 + (n + 127) // 128)
+    """Bytes any n-point block from encode_decimal can need: no scale, no exceptions; t0,
+    t1 - t0 and k[0] varints. A frame of f items takes at most 1 + 8 * f bytes (the widest
+    width, no patches, is a candidate; a sparse frame only if smaller)."""
+    return HEADER + 20 + 1 + 10 + 2 * (n * 8 + (n + 127) // 128)
 
 
 class Encoder:
@@ -126,13 +128,17 @@ class Encoder:
         # it (a 64 KB heap has little room for that). The items, as halves (see _store).
         self._lo = array("I", bytes(4 * max_points))
         self._hi = array("I", bytes(4 * max_points))
-        self._hist = bytearray(65)  # a frame's bit-length histogram: counts <= FRAME
+        self._hist = bytearray(130)  # a frame's bit-length histograms: counts <= FRAME
         self._lens = bytearray(min(FRAME, max_points))  # a frame's item bit lengths
         self._buf = bytearray(self._bound(max_points))
         # The bit writer's state (_put): next byte of _buf, bits not yet written, their count.
         self._pos = 0
         self._acc = 0
         self._fill = 0
+        # A frame's width choice (_width): width, widest item, exceptions.
+        self._w = 0
+        self._maxl = 0
+        self._cnt = 0
 
     def _bound(self, n):
         # The output buffer's size (tscodec's Codec needs room for every mode).
@@ -152,11 +158,18 @@ class Encoder:
             raise ValueError("e must be in 0..18")
         pos = self._encode_timestamps(timestamps, n)
         buf = self._buf
-        buf[1] = MODE_DECIMAL | self._put_counts(counts, n) << 2
-        buf[pos] = e
-        buf[pos + 1] = 0  # the exception count, a varint: integers have none
-        end = self._frames_encode(n, pos + 2)
+        buf[1] = MODE_DECIMAL | self._put_counts(counts, n) << 2 | e << 3
+        buf[pos] = 0  # the exception count, a varint: integers have none
+        end = self._first_and_frames(n, pos + 1)
         return bytes(memoryview(buf)[:end])
+
+    def _first_and_frames(self, n, pos):
+        # Item 0 as a varint, then items 1 .. n - 1 as frames; returns where they end.
+        if not n:
+            return pos
+        h = self._hi[0]
+        pos = _put_varint(self._buf, pos, self._lo[0] | h << 32 if h else self._lo[0])
+        return self._frames_encode(1, n, pos)
 
     def _encode_timestamps(self, timestamps, n):
         # Header and timestamp section; returns where the value section starts.
@@ -166,11 +179,10 @@ class Encoder:
         lo = self._lo
         hi = self._hi
         buf[0] = FORMAT_VERSION
-        struct.pack_into("<I", buf, 2, n)
-        # t0 as a varint, then t1 - t0 and the deltas of deltas (mod 2^64). Computed on the
+        # n, t0 and t1 - t0 as varints, then the deltas of deltas (mod 2^64). Computed on the
         # ints as they are (t1 - t0 is t1 - t0 - 0): congruent mod 2^64 to the format's
-        # wrapping arithmetic, so their zigzags are the same.
-        vals = HEADER
+        # wrapping arithmetic, so their zigzags are the same. Item i - 1 is point i's.
+        vals = _put_varint(buf, 2, n)
         if n:
             prev = timestamps[0]
             vals = _put_varint(buf, vals, _zz(prev))
@@ -186,7 +198,7 @@ class Encoder:
                     hi[i - 1] = 0
                 else:
                     _store(lo, hi, i - 1, _zigzag(x & _M64))
-            vals = self._frames_encode(n - 1, vals)
+            vals = self._first_and_frames(n - 1, vals)
         return vals
 
     def _put_counts(self, counts, n):
@@ -237,50 +249,73 @@ class Encoder:
                 hi[i] = 0
         return 0
 
-    def _frames_encode(self, n, pos):
-        # Items 0 .. n - 1 as frames into _buf from pos on; returns where they end.
+    def _frames_encode(self, first, end, pos):
+        # Items first .. end - 1 as frames into _buf from pos on; returns where they end. A
+        # sparse frame's items are packed in place: the items are spent.
         lo = self._lo
         hi = self._hi
         buf = self._buf
         lens = self._lens
         hist = self._hist
-        for s in range(0, n, FRAME):
-            flen = min(FRAME, n - s)
-            # The canonical width w (SPEC.md: Frames): from the histogram of bit lengths, the
-            # widest (maxl) first, a narrower one only if the frame is strictly smaller.
-            for i in range(65):
+        for s in range(first, end, FRAME):
+            flen = min(FRAME, end - s)
+            # The canonical choice (SPEC.md: Frames) from two histograms: hist[0..64] of the
+            # items' bit lengths, hist[65..129] of the bit lengths of x - 1 for the non-zero x
+            # (a sparse frame's packed items: one less where x is a power of two).
+            for i in range(130):
                 hist[i] = 0
             for i in range(flen):
                 h = hi[s + i]
-                b = 32 + _bitlen(h) if h else _bitlen(lo[s + i])
+                x = lo[s + i]
+                if h:
+                    b = 32 + _bitlen(h)
+                    hist[SPARSE + b - (0 if x or h & (h - 1) else 1)] += 1
+                else:
+                    b = _bitlen(x)
+                    if b:
+                        hist[SPARSE + b - (0 if x & (x - 1) else 1)] += 1
                 lens[i] = b
                 hist[b] += 1
-            maxl = 64
-            while maxl and not hist[maxl]:
-                maxl -= 1
-            w = maxl
-            best = 1 + (flen * maxl + 7) // 8
-            cnt = 0
-            c = 0
-            for i in range(maxl - 1, -1, -1):
-                c += hist[i + 1]
-                size = 1 + (flen * i + 7) // 8 + 2 + c + (c * (maxl - i) + 7) // 8
-                if size < best:
-                    best = size
-                    w = i
-                    cnt = c
-            buf[pos] = w | (0x80 if cnt else 0)
+            best = self._width(0, flen)
+            w = self._w
+            maxl = self._maxl
+            cnt = self._cnt
+            plen = flen
+            if hist[0]:  # a sparse frame: bitmap, then the non-zero items less one
+                size = self._width(SPARSE, flen - hist[0]) + (flen + 7) // 8
+                if self._maxl <= MAX_SPARSE_W and size < best:
+                    w = self._w
+                    maxl = self._maxl
+                    cnt = self._cnt
+                    plen = 0
+            buf[pos] = (w if plen else SPARSE + w) | (0x80 if cnt else 0)
             pos += 1
             if cnt:
                 buf[pos] = cnt - 1
                 buf[pos + 1] = maxl - w
                 pos += 2
+            if not plen:
+                for i in range((flen + 7) // 8):
+                    buf[pos + i] = 0
+                for i in range(flen):
+                    h = hi[s + i]
+                    x = lo[s + i]
+                    if h or x:
+                        buf[pos + (i >> 3)] |= 1 << (i & 7)
+                        if not x:  # x - 1 borrows from the high half
+                            h -= 1
+                        x = (x - 1) & 0xFFFFFFFF
+                        lo[s + plen] = x
+                        hi[s + plen] = h
+                        lens[plen] = 32 + _bitlen(h) if h else _bitlen(x)
+                        plen += 1
+                pos += (flen + 7) // 8
             # The low w bits of every item: lo's while w <= 32, lo and then hi's beyond.
             if 0 < w <= _INLINE:  # the common case, packed here without a call an item
                 m = (1 << w) - 1
                 acc = 0
                 fill = 0
-                for j in range(s, s + flen):
+                for j in range(s, s + plen):
                     acc |= (lo[j] & m) << fill
                     fill += w
                     while fill >= 8:
@@ -293,7 +328,7 @@ class Encoder:
                     pos += 1
             elif w:
                 self._pos = pos
-                for j in range(s, s + flen):
+                for j in range(s, s + plen):
                     if w > 32:
                         self._put(lo[j], 32)
                         self._put(hi[j], w - 32)
@@ -301,14 +336,14 @@ class Encoder:
                         self._put(lo[j], w)
                 pos = self._flush()
             if cnt:
-                for i in range(flen):
+                for i in range(plen):
                     if lens[i] > w:
                         buf[pos] = i
                         pos += 1
                 self._pos = pos
                 ew = maxl - w  # the high bits, item >> w: from lo, then hi, or hi alone
                 k = 32 - w if w < 32 else 0
-                for i in range(flen):
+                for i in range(plen):
                     if lens[i] > w:
                         if k:
                             self._put(lo[s + i] >> w, ew if ew < k else k)
@@ -318,6 +353,28 @@ class Encoder:
                             self._put(hi[s + i] >> (w - 32), ew)
                 pos = self._flush()
         return pos
+
+    def _width(self, base, flen):
+        # The canonical width of flen items whose bit-length histogram is _hist[base:base + 65]:
+        # the widest (maxl) first, a narrower one only if the frame is strictly smaller. Sets
+        # _w, _maxl and _cnt (the exceptions); returns the frame's bytes, header included.
+        hist = self._hist
+        maxl = 64
+        while maxl and not hist[base + maxl]:
+            maxl -= 1
+        self._w = maxl
+        self._maxl = maxl
+        self._cnt = 0
+        best = 1 + (flen * maxl + 7) // 8
+        c = 0
+        for i in range(maxl - 1, -1, -1):
+            c += hist[base + i + 1]
+            size = 1 + (flen * i + 7) // 8 + 2 + c + (c * (maxl - i) + 7) // 8
+            if size < best:
+                best = size
+                self._w = i
+                self._cnt = c
+        return best
 
     def _put(self, v, n):
         # LSB-first bit writer into _buf (SPEC.md: Bits): the low n bits of v >= 0, at _pos on.

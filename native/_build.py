@@ -23,7 +23,8 @@ def _rel(name: str) -> str:
 
 # Exactly the declarations of ringtail_native.h that Python uses; the header is the contract.
 CDEF = """
-#define RT_FORMAT_VERSION 1
+#define RT_FORMAT_VERSION 2
+#define RT_FORMAT_VERSION_MIN 1
 #define RT_MAX_POINTS 1000000
 const char *rt_strerror(int err);
 uint32_t rt_crc32c(uint32_t crc, const uint8_t *data, size_t len);

@@ -1,4 +1,5 @@
-/* The Ringtail block: header, timestamp frames, value section (SPEC.md). */
+/* The Ringtail block: header, timestamp frames, value section (SPEC.md). Writes format 2,
+ * reads formats 1 and 2. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -196,9 +197,9 @@ struct intplan {
     struct intmode m;
     unsigned order;   /* 0: zigzag(n); 1: zigzag(n - previous n) */
     size_t nexc, size; /* size in bytes of the whole section */
-    uint64_t *zz;     /* n transformed items */
+    uint64_t *zz;     /* n transformed items; item 0 is the varint zigzag(k[0]) */
     uint32_t *exc;    /* nexc exception positions */
-    uint8_t *plan;    /* frame width choices, RT_FRAME_PLAN_BYTES(n) */
+    uint8_t *plan;    /* frame choices for items 1..n-1, RT_FRAME_PLAN_BYTES(n) */
 };
 
 /* Called with a constant `decimal` so that each mode gets its own branch-free loop. */
@@ -232,19 +233,21 @@ static void plan_ints(struct intplan *p, const double *v, size_t n) {
         plan_loop(p, v, n, 1);
     else
         plan_loop(p, v, n, 0);
-    p->size = (p->m.mode == RT_MODE_DECIMAL ? 1 : 8) + varint_len(p->nexc) +
-              rt_frames_size(p->zz, n, p->plan) + 12 * p->nexc;
+    /* decimal: e is in the mode byte; scaled: s, 8 bytes */
+    p->size = (p->m.mode == RT_MODE_DECIMAL ? 0 : 8) + varint_len(p->nexc) + 12 * p->nexc;
+    if (n) p->size += varint_len(p->zz[0]) + rt_frames_size(p->zz + 1, n - 1, p->plan);
 }
 
 static uint8_t *write_ints(const struct intplan *p, const double *v, size_t n, uint8_t *out) {
-    if (p->m.mode == RT_MODE_DECIMAL) {
-        *out++ = (uint8_t)p->m.e;
-    } else {
+    if (p->m.mode == RT_MODE_SCALED) {
         rt_store64(out, bits_of(p->m.s));
         out += 8;
     }
     out = put_varint(out, p->nexc);
-    out = rt_frames_encode(p->zz, n, p->plan, out);
+    if (n) {
+        out = put_varint(out, p->zz[0]);
+        out = rt_frames_encode(p->zz + 1, n - 1, p->plan, out);
+    }
     for (size_t j = 0; j < p->nexc; j++) {
         put32(out, p->exc[j]);
         rt_store64(out + 4, bits_of(v[p->exc[j]]));
@@ -256,9 +259,10 @@ static uint8_t *write_ints(const struct intplan *p, const double *v, size_t n, u
 /* ---- block ---- */
 
 size_t rt_encode_bound(size_t n) {
-    /* header + timestamp frames + the largest value section: an integer mode with every value
-     * an exception (8 + varint + frames + 12n); XOR mode (8 + 69 bits per value) is smaller. */
-    return RT_HEADER_BYTES + 10 + RT_FRAMES_BOUND(n) + 8 + 10 + RT_FRAMES_BOUND(n) + 12 * n + 16;
+    /* header + t0, t1 - t0 and the timestamp frames + the largest value section: an integer
+     * mode with every value an exception (8 + varint + varint k[0] + frames + 12n); XOR mode
+     * (8 + 69 bits per value) is smaller. */
+    return RT_HEADER_BYTES + 20 + RT_FRAMES_BOUND(n) + 8 + 20 + RT_FRAMES_BOUND(n) + 12 * n + 16;
 }
 
 size_t rt_encode_scratch_bound(size_t n) {
@@ -282,19 +286,19 @@ int rt_encode(const int64_t *ts, const double *values, size_t n, uint8_t *out, s
     uint32_t *exc_a = (uint32_t *)(zz_b + cells), *exc_b = exc_a + cells;
     uint8_t *plan_a = (uint8_t *)(exc_b + cells), *plan_b = plan_a + RT_FRAME_PLAN_BYTES(n);
     out[0] = RT_FORMAT_VERSION;
-    put32(out + 2, (uint32_t)n);
-    /* Timestamps: t0 as a varint, then items t1 - t0 and the deltas of deltas (mod 2^64). */
-    uint8_t *vals = out + RT_HEADER_BYTES, *end;
-    if (n) {
-        vals = put_varint(vals, rt_zigzag((uint64_t)ts[0]));
-        uint64_t prev = (uint64_t)ts[0], delta = 0;
-        for (size_t i = 1; i < n; i++) {
+    /* Timestamps: t0 and t1 - t0 as varints, then the deltas of deltas (mod 2^64). */
+    uint8_t *vals = put_varint(out + 2, n), *end;
+    if (n) vals = put_varint(vals, rt_zigzag((uint64_t)ts[0]));
+    if (n >= 2) {
+        uint64_t prev = (uint64_t)ts[1], delta = (uint64_t)ts[1] - (uint64_t)ts[0];
+        vals = put_varint(vals, rt_zigzag(delta));
+        for (size_t i = 2; i < n; i++) {
             uint64_t t = (uint64_t)ts[i], d = t - prev;
-            zz_b[i - 1] = rt_zigzag(i == 1 ? d : d - delta);
+            zz_b[i - 2] = rt_zigzag(d - delta);
             delta = d;
             prev = t;
         }
-        vals = rt_frames_encode(zz_b, n - 1, NULL, vals);
+        vals = rt_frames_encode(zz_b, n - 2, NULL, vals);
     }
 
     /* Values (SPEC.md §Encoder choices): at most one integer mode is planned, then kept only
@@ -325,7 +329,7 @@ int rt_encode(const int64_t *ts, const double *values, size_t n, uint8_t *out, s
         out[1] = RT_MODE_XOR;
         end = rt_xor_encode(values, n, vals);
     } else {
-        out[1] = (uint8_t)(best->m.mode | best->order << 2);
+        out[1] = (uint8_t)(best->m.mode | best->order << 2 | best->m.e << 3);
         end = write_ints(best, values, n, vals);
     }
     free(owned);
@@ -333,35 +337,73 @@ int rt_encode(const int64_t *ts, const double *values, size_t n, uint8_t *out, s
     return RT_OK;
 }
 
-int rt_block_count(const uint8_t *block, size_t len, size_t *count) {
-    if (len < RT_HEADER_BYTES) return RT_E_TRUNCATED;
-    if (block[0] != RT_FORMAT_VERSION) return RT_E_VERSION;
-    unsigned mode = block[1] & 3;
-    /* bits 3..7 are zero; bit 2 (order) only in the integer modes */
-    if (mode > RT_MODE_SCALED || block[1] >> 3 || (mode == RT_MODE_XOR && block[1])) return RT_E_MODE;
-    size_t n = get32(block + 2);
-    /* The least each section can take: a frame is at least one byte. */
-    size_t least = RT_HEADER_BYTES;
-    if (n) least += 1 + (n - 1 + RT_FRAME_POINTS - 1) / RT_FRAME_POINTS;
-    if (mode == RT_MODE_XOR)
-        least += n ? 8 : 0;
-    else
-        least += (mode == RT_MODE_DECIMAL ? 1 : 8) + 1 + (n + RT_FRAME_POINTS - 1) / RT_FRAME_POINTS;
+/* What the header says: format version, mode byte fields, count, and where the timestamp
+ * section starts. */
+struct header {
+    unsigned version, mode, order, e;
+    size_t n, at;
+};
+
+static size_t frames_least(size_t items) { return (items + RT_FRAME_POINTS - 1) / RT_FRAME_POINTS; }
+
+/* Checks the header and that `len` can hold the declared count: every varint and every frame
+ * takes at least one byte. */
+static int read_header(const uint8_t *block, size_t len, struct header *h) {
+    if (len < 2) return RT_E_TRUNCATED;
+    h->version = block[0];
+    if (h->version < RT_FORMAT_VERSION_MIN || h->version > RT_FORMAT_VERSION) return RT_E_VERSION;
+    h->mode = block[1] & 3;
+    h->order = block[1] >> 2 & 1;
+    h->e = block[1] >> 3;
+    /* format 1: bits 3..7 zero; format 2: bits 3..7 the decimal exponent, zero in the other
+     * modes; bit 2 (order) only in the integer modes */
+    if (h->mode > RT_MODE_SCALED || (h->mode == RT_MODE_XOR && block[1]) ||
+        (h->e && (h->version == 1 || h->mode != RT_MODE_DECIMAL)) || h->e > RT_MAX_DECIMAL_EXP)
+        return RT_E_MODE;
+    size_t least, n;
+    if (h->version == 1) {
+        if (len < 6) return RT_E_TRUNCATED;
+        n = get32(block + 2);
+        h->at = 6;
+        least = 6;
+        if (n) least += 1 + frames_least(n - 1);
+        if (h->mode != RT_MODE_XOR)
+            least += (h->mode == RT_MODE_DECIMAL ? 1 : 8) + 1 + frames_least(n);
+    } else {
+        uint64_t v;
+        size_t used = get_varint(block + 2, len - 2, &v);
+        if (!used) return RT_E_TRUNCATED;
+        if (v > RT_MAX_POINTS) return RT_E_COUNT;
+        n = (size_t)v;
+        h->at = least = 2 + used;
+        least += (n >= 1) + (n >= 2 ? 1 + frames_least(n - 2) : 0);
+        if (h->mode != RT_MODE_XOR)
+            least += (h->mode == RT_MODE_DECIMAL ? 0 : 8) + 1 + (n ? 1 + frames_least(n - 1) : 0);
+    }
+    if (h->mode == RT_MODE_XOR) least += n ? 8 : 0;
     if (n > RT_MAX_POINTS || len < least) return RT_E_COUNT;
-    *count = n;
+    h->n = n;
+    return RT_OK;
+}
+
+int rt_block_count(const uint8_t *block, size_t len, size_t *count) {
+    struct header h;
+    int err = read_header(block, len, &h);
+    if (err) return err;
+    *count = h.n;
     return RT_OK;
 }
 
 /* Decodes integer frames for n items, handing each frame to `sink`. */
 typedef void (*frame_sink)(void *state, const uint64_t *items, size_t start, size_t flen);
 
-static int decode_frames(const uint8_t *p, size_t len, size_t n, size_t *used, frame_sink sink,
-                         void *state) {
+static int decode_frames(const uint8_t *p, size_t len, size_t n, int sparse, size_t *used,
+                         frame_sink sink, void *state) {
     uint64_t items[RT_FRAME_POINTS];
     size_t at = 0;
     for (size_t s = 0; s < n; s += RT_FRAME_POINTS) {
         size_t flen = n - s < RT_FRAME_POINTS ? n - s : RT_FRAME_POINTS, u;
-        int err = rt_frame_decode(p + at, len - at, flen, items, &u);
+        int err = rt_frame_decode(p + at, len - at, flen, sparse, items, &u);
         if (err) return err;
         at += u;
         sink(state, items, s, flen);
@@ -371,15 +413,16 @@ static int decode_frames(const uint8_t *p, size_t len, size_t n, size_t *used, f
 }
 
 struct ts_state {
-    int64_t *out; /* points 1..n-1: item j is point j + 1 */
+    int64_t *out; /* the points the items give, from item 0 on */
     uint64_t prev, delta;
+    int first_is_delta; /* format 1: item 0 is t1 - t0, not a delta of delta */
 };
 
 static void ts_sink(void *st, const uint64_t *items, size_t start, size_t flen) {
     struct ts_state *s = st;
     uint64_t prev = s->prev, delta = s->delta;
     size_t i = 0;
-    if (start == 0 && flen) { /* t1 - t0 is a plain delta */
+    if (start == 0 && flen && s->first_is_delta) {
         delta = rt_unzigzag(items[0]);
         prev += delta;
         s->out[0] = (int64_t)prev;
@@ -420,41 +463,70 @@ static void int_sink(void *st, const uint64_t *items, size_t start, size_t flen)
 }
 
 int rt_decode(const uint8_t *block, size_t len, int64_t *ts, double *values, size_t count) {
-    size_t n, used;
-    int err = rt_block_count(block, len, &n);
+    struct header h;
+    size_t used, v;
+    int err = read_header(block, len, &h);
     if (err) return err;
+    size_t n = h.n, at = h.at;
     if (n != count) return RT_E_CAPACITY;
-    size_t at = RT_HEADER_BYTES;
+    int v2 = h.version >= 2; /* t1 - t0 and k[0] as varints; sparse frames */
     if (n) {
-        uint64_t t0;
-        size_t v = get_varint(block + at, len - at, &t0);
+        uint64_t t0, d1 = 0;
+        v = get_varint(block + at, len - at, &t0);
         if (!v) return RT_E_TRUNCATED;
         at += v;
         ts[0] = (int64_t)rt_unzigzag(t0);
-        struct ts_state tst = {ts + 1, (uint64_t)ts[0], 0};
-        err = decode_frames(block + at, len - at, n - 1, &used, ts_sink, &tst);
+        struct ts_state tst = {ts + 1, (uint64_t)ts[0], 0, !v2};
+        size_t items = n - 1;
+        if (v2 && n >= 2) {
+            v = get_varint(block + at, len - at, &d1);
+            if (!v) return RT_E_TRUNCATED;
+            at += v;
+            tst.delta = rt_unzigzag(d1);
+            tst.prev += tst.delta;
+            ts[1] = (int64_t)tst.prev;
+            tst.out = ts + 2;
+            items = n - 2;
+        }
+        if (v2 && n == 1) items = 0;
+        err = decode_frames(block + at, len - at, items, v2, &used, ts_sink, &tst);
         if (err) return err;
         at += used;
     }
-    unsigned mode = block[1] & 3;
-    if (mode == RT_MODE_XOR) return rt_xor_decode(block + at, len - at, values, n);
-    struct int_state ist = {values, 0, 0, block[1] >> 2, mode == RT_MODE_DECIMAL};
-    size_t param = ist.divide ? 1 : 8;
-    if (len - at < param + 1) return RT_E_TRUNCATED;
+    if (h.mode == RT_MODE_XOR) return rt_xor_decode(block + at, len - at, values, n);
+    struct int_state ist = {values, 0, 0, h.order, h.mode == RT_MODE_DECIMAL};
     if (ist.divide) {
-        if (block[at] > RT_MAX_DECIMAL_EXP) return RT_E_MODE;
-        ist.factor = POW10[block[at]];
+        unsigned e = h.e;
+        if (!v2) { /* format 1: e in its own byte */
+            if (len - at < 1) return RT_E_TRUNCATED;
+            e = block[at++];
+            if (e > RT_MAX_DECIMAL_EXP) return RT_E_MODE;
+        }
+        ist.factor = POW10[e];
     } else {
+        if (len - at < 8) return RT_E_TRUNCATED;
         ist.factor = double_of(rt_load64(block + at));
         if (!(ist.factor > 0 && isfinite(ist.factor))) return RT_E_MODE;
+        at += 8;
     }
-    at += param;
     uint64_t nexc;
-    size_t v = get_varint(block + at, len - at, &nexc);
+    v = get_varint(block + at, len - at, &nexc);
     if (!v) return RT_E_TRUNCATED;
     if (nexc > n) return RT_E_EXCEPTION;
     at += v;
-    err = decode_frames(block + at, len - at, n, &used, int_sink, &ist);
+    size_t items = n;
+    if (v2 && n) { /* k[0] */
+        uint64_t z;
+        v = get_varint(block + at, len - at, &z);
+        if (!v) return RT_E_TRUNCATED;
+        at += v;
+        ist.prev = rt_unzigzag(z);
+        double k0 = (double)(int64_t)ist.prev;
+        values[0] = ist.divide ? k0 / ist.factor : k0 * ist.factor;
+        ist.out = values + 1;
+        items = n - 1;
+    }
+    err = decode_frames(block + at, len - at, items, v2, &used, int_sink, &ist);
     if (err) return err;
     at += used;
     if ((len - at) / 12 < nexc) return RT_E_TRUNCATED;

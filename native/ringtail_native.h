@@ -31,8 +31,10 @@
 #include <stdint.h>
 
 /* The block format version written in byte 0 of every block (SPEC.md). Not the library
- * version: it changes only when the bytes change. */
-#define RT_FORMAT_VERSION 1
+ * version: it changes only when the bytes change. Readers also accept every older version
+ * from RT_FORMAT_VERSION_MIN on (format 1 blocks from devices in the field). */
+#define RT_FORMAT_VERSION 2
+#define RT_FORMAT_VERSION_MIN 1
 /* Largest point count a block may declare: bounds what a decoder allocates (16 bytes per
  * point: 16 MB) before it has read the rest of the block. */
 #define RT_MAX_POINTS 1000000
@@ -40,7 +42,8 @@
 #define RT_FRAME_POINTS 128
 /* Decimal mode: largest power of ten used as a scale (10^18 is exact in binary64). */
 #define RT_MAX_DECIMAL_EXP 18
-/* Bytes before the timestamp section: version, value mode, u32 count. */
+/* Most bytes before the timestamp section: version, value mode, count (format 1: a u32;
+ * format 2: a varint of at most 3 bytes, so 2..5 bytes). */
 #define RT_HEADER_BYTES 6
 
 enum rt_value_mode {

@@ -1,6 +1,6 @@
 /* Sanitizer driver for native/ (built by test_native_sanitizers.py with ASan + UBSan).
  *
- *   native_fuzz N_FUZZ SEED
+ *   native_fuzz N_FUZZ SEED [V1_BLOCKS]
  *
  * 1. CRC-32C: vectors, and every hardware path equal to the portable one at many lengths
  *    and offsets (crc32c_check.c, also run under the sanitizers, checks every length).
@@ -8,7 +8,9 @@
  *    random-bit and special values), every block copied into an exact-size heap buffer so
  *    any read past its end is caught.
  * 3. N_FUZZ mutated or random blocks: decode must return RT_OK with the declared count or
- *    a negative error; sanitizers catch everything else.
+ *    a negative error; sanitizers catch everything else. Besides the round trips' (format 2)
+ *    blocks, the mutations start from the format 1 blocks in the file V1_BLOCKS (each a u32
+ *    length and the bytes), which must decode as they are.
  * Prints "ok <roundtrips> <fuzzed> <accepted>" and exits 0, or exits 1 naming the failure. */
 #include <math.h>
 #include <stdio.h>
@@ -33,8 +35,35 @@ static uint64_t rnd(void) { /* xorshift64* */
     } while (0)
 
 #define SEEDS 64
-static uint8_t *seed_block[SEEDS];
-static size_t seed_len[SEEDS];
+#define MAX_V1_SEEDS 32
+static uint8_t *seed_block[SEEDS + MAX_V1_SEEDS];
+static size_t seed_len[SEEDS + MAX_V1_SEEDS];
+static int n_seeds = SEEDS;
+
+/* Format 1 blocks from a file: each must decode; they join the mutation seeds. */
+static size_t load_v1_seeds(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) FAIL("cannot open %s", path);
+    uint32_t len;
+    size_t loaded = 0;
+    while (n_seeds < SEEDS + MAX_V1_SEEDS && fread(&len, 4, 1, f) == 1) {
+        uint8_t *block = malloc(len ? len : 1);
+        if (fread(block, 1, len, f) != len) FAIL("short read in %s", path);
+        size_t count;
+        if (block[0] != 1) FAIL("not a format 1 block");
+        if (rt_block_count(block, len, &count)) FAIL("format 1 block: count");
+        int64_t *ts = malloc((count ? count : 1) * 8);
+        double *vs = malloc((count ? count : 1) * 8);
+        int err = rt_decode(block, len, ts, vs, count);
+        if (err) FAIL("format 1 block: %s", rt_strerror(err));
+        free(ts), free(vs);
+        seed_block[n_seeds] = block;
+        seed_len[n_seeds++] = len;
+        loaded++;
+    }
+    fclose(f);
+    return loaded;
+}
 
 static void check_crc(void) {
     if (rt_crc32c(0, (const uint8_t *)"123456789", 9) != 0xE3069283u) FAIL("crc vector");
@@ -117,14 +146,19 @@ static size_t roundtrips(void) {
 
 static size_t fuzz_one(uint8_t *work, size_t cap) {
     size_t len;
-    int which = (int)(rnd() % SEEDS);
-    if (rnd() % 10 == 0) { /* random body behind a plausible header */
+    int which = (int)(rnd() % (uint64_t)n_seeds);
+    if (rnd() % 10 == 0) { /* random body behind a plausible header, format 1 or 2 */
         len = RT_HEADER_BYTES + rnd() % 600;
         for (size_t i = 0; i < len; i++) work[i] = (uint8_t)rnd();
-        work[0] = RT_FORMAT_VERSION;
+        work[0] = (uint8_t)(RT_FORMAT_VERSION_MIN + rnd() % 2);
         work[1] = (uint8_t)(rnd() % 2);
         uint32_t n = (uint32_t)(rnd() % 2000);
-        memcpy(work + 2, &n, 4);
+        if (work[0] == 1) {
+            memcpy(work + 2, &n, 4);
+        } else { /* varint, 1..2 bytes */
+            work[2] = (uint8_t)(n < 128 ? n : (n & 0x7f) | 0x80);
+            work[3] = (uint8_t)(n < 128 ? work[3] : n >> 7);
+        }
     } else {
         len = seed_len[which];
         memcpy(work, seed_block[which], len);
@@ -158,19 +192,20 @@ static size_t fuzz_one(uint8_t *work, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) FAIL("usage: native_fuzz N_FUZZ SEED");
+    if (argc != 3 && argc != 4) FAIL("usage: native_fuzz N_FUZZ SEED [V1_BLOCKS]");
     long n_fuzz = strtol(argv[1], NULL, 10);
     rng_state = strtoull(argv[2], NULL, 10) | 1;
     check_crc();
     size_t rt = roundtrips();
+    if (argc == 4) load_v1_seeds(argv[3]);
     size_t cap = 0;
-    for (int i = 0; i < SEEDS; i++) cap = seed_len[i] > cap ? seed_len[i] : cap;
+    for (int i = 0; i < n_seeds; i++) cap = seed_len[i] > cap ? seed_len[i] : cap;
     cap += 4096;
     uint8_t *work = malloc(cap);
     size_t accepted = 0;
     for (long i = 0; i < n_fuzz; i++) accepted += fuzz_one(work, cap);
     free(work);
-    for (int i = 0; i < SEEDS; i++) free(seed_block[i]);
+    for (int i = 0; i < n_seeds; i++) free(seed_block[i]);
     printf("ok %zu %ld %zu\n", rt, n_fuzz, accepted);
     return 0;
 }

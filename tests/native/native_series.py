@@ -4,6 +4,7 @@ implementation is checked on."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import pathlib
 import struct
@@ -81,3 +82,13 @@ def named_series(n: int = 256, seed: int = 7) -> dict[str, tuple[np.ndarray, np.
         "single": (steady[:1], temp[:1]),
         "empty": (steady[:0], temp[:0]),
     }
+
+
+V1_BLOCKS_PATH = ROOT / "tests" / "native" / "v1_blocks.json"
+
+
+def v1_blocks() -> dict[str, bytes]:
+    """Format 1 blocks, written by the format 1 encoder from named_series(300, seed=11): what
+    devices that predate format 2 send, which readers must keep decoding."""
+    data = json.loads(V1_BLOCKS_PATH.read_text())
+    return {name: bytes.fromhex(h) for name, h in data["blocks"].items()}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from native_series import bits, named_series
+from native_series import bits, named_series, v1_blocks
 
 import native
 
@@ -59,6 +59,35 @@ def test_scaled_mode_finds_the_adc_factor():
         assert block[1] & 3 == 2, scale
         # ~12 bits per value (4096 levels), never the 64 of a raw double
         assert len(block) < 5000 * 13 / 8 + 200, scale
+
+
+def test_zero_runs_cost_one_bit_per_item_in_sparse_frames():
+    # Hourly irradiance: 12 zero hours a night, so no 128-item frame is all zero. A sparse
+    # frame (format 2) packs only the non-zero items behind a 1-bit-per-item bitmap.
+    hours = np.arange(24 * 64)
+    day = np.clip(np.sin((hours % 24 - 6) / 12 * np.pi), 0, None)
+    ghi = np.round(800 * day + np.random.default_rng(3).integers(0, 40, hours.size) * (day > 0))
+    ts = 1_767_225_600_000 + 3_600_000 * hours.astype(np.int64)
+    block = roundtrip(ts, ghi)
+    deltas = np.diff(np.concatenate([[0], ghi]))
+    nonzero = int(np.count_nonzero(deltas))
+    # ~10 bits per non-zero delta (|delta| < 512), 1 bit per item, against 11 bits for every
+    # item in plain frames.
+    assert len(block) * 8 < nonzero * 10 + hours.size + 300
+    assert len(block) * 8 < hours.size * 11 * 0.75
+
+
+def test_format_1_blocks_still_decode():
+    series = named_series(300, seed=11)
+    blocks = v1_blocks()
+    assert sorted(blocks) == sorted(series)
+    for name, block in blocks.items():
+        assert block[0] == 1
+        ts, vs = series[name]
+        t2, v2 = native.decode(block)
+        assert t2.tolist() == ts.tolist(), name
+        assert bits(v2) == bits(vs), name
+        assert native.encode(ts, vs)[0] == native.FORMAT_VERSION == 2
 
 
 def test_steady_timestamps_cost_well_under_one_bit_per_point():
@@ -162,13 +191,17 @@ def test_encode_validates_arguments():
 
 ONE_POINT = b"\x01\x01\x01\x00\x00\x00\x00"  # version 1, decimal, 1 point, t0 = 0
 ONE_POINT_SCALED = b"\x01\x02\x01\x00\x00\x00\x00"  # the same in scaled mode
+# Format 2: version, mode byte (decimal, order 0, e = 0), varint n = 3, t0 = 0, t1 - t0 = 0;
+# then one timestamp frame of 1 item.
+THREE_POINTS = b"\x02\x01\x03\x00\x00"
 
 
 @pytest.mark.parametrize(
     ("block", "message"),
     [
         (b"", "truncated"),
-        (b"\x02\x01\x00\x00\x00\x00", "version"),
+        (b"\x03\x01\x00\x00\x00\x00", "version"),
+        (b"\x00\x01\x00\x00\x00\x00", "version"),
         (b"\x01\x03\x00\x00\x00\x00", "mode"),  # mode 3
         (b"\x01\x09\x00\x00\x00\x00\x00\x00\x00", "mode"),  # reserved bit 3
         (b"\x01\x04\x00\x00\x00\x00", "mode"),  # XOR has no order bit
@@ -189,11 +222,32 @@ ONE_POINT_SCALED = b"\x01\x02\x01\x00\x00\x00\x00"  # the same in scaled mode
         (ONE_POINT_SCALED + struct.pack("<d", float("nan")) + bytes(2), "mode"),
         (ONE_POINT_SCALED + struct.pack("<d", 0.5) + bytes(2), None),  # valid: one 0.0
         (ONE_POINT + b"\x02\x00\x00", None),  # valid: one 0.0
+        (ONE_POINT + b"\x02\x00\x41", "frame"),  # no sparse frames in format 1
+        (b"\x01\x09\x01\x00\x00\x00\x00\x00\x00\x00\x00", "mode"),  # format 1: no e in bits 3..7
+        # format 2
+        (b"\x02", "truncated"),
+        (b"\x02\x01", "truncated"),
+        (b"\x02\x01\x80\x00\x00\x00\x00", "truncated"),  # overlong count varint
+        (b"\x02\x01\xc2\x84\x3d" + bytes(30), "count"),  # 1,000,002 points
+        (b"\x02\x01\x01\x00\x00", "count"),  # 1 point needs t0, nexc, k[0]
+        (b"\x02\x99\x01\x00\x00\x00", "mode"),  # e = 19
+        (b"\x02\x0a\x01\x00" + struct.pack("<d", 0.5) + b"\x00\x00", "mode"),  # e in scaled
+        (b"\x02\x08\x00", "mode"),  # e in XOR mode
+        (b"\x02\x91\x01\x00\x00\x00", "1e-18"),  # valid: e = 18, one 0.0
+        (b"\x02\x01\x01\x00\x00\x00", None),  # valid: one 0.0
+        (THREE_POINTS + b"\x41\x00" + b"\x00\x00\x00", None),  # sparse frame, no items set
+        (THREE_POINTS + b"\x41\x01" + b"\x00\x00\x00", None),  # 1 item set, w = 0: item 1
+        (THREE_POINTS + b"\x41" + b"\x00\x00\x00", "truncated"),  # the bitmap takes a byte
+        (THREE_POINTS + b"\x41", "count"),
+        (THREE_POINTS + b"\xc1\x00\x01\x00" + b"\x00\x00\x00", "frame"),  # patch, 0 items
+        (THREE_POINTS + b"\x7f\x01" + bytes(8) + b"\x00\x00\x00", None),  # w = 62
+        (THREE_POINTS + b"\x7f\x01" + bytes(7) + b"\x00\x00\x00", "truncated"),
+        (THREE_POINTS + b"\x41\x02" + b"\x00\x00\x00", None),  # padding bits are not read
     ],
 )
 def test_hostile_headers_raise_codec_error(block, message):
-    if message is None:  # the control case: the same bytes with a valid field decode
-        assert native.decode(block)[1].tolist() == [0.0]
+    if message is None or message == "1e-18":  # control cases: valid blocks of zeros
+        assert not native.decode(block)[1].any()
         return
     with pytest.raises(native.CodecError, match=message):
         native.decode(block)
@@ -205,7 +259,23 @@ def test_codec_error_is_a_value_error():
 
 def _blocks():
     series = named_series(300, seed=11)
-    return {k: native.encode(*series[k]) for k in sorted(series) if len(series[k][0])}
+    blocks = {k: native.encode(*series[k]) for k in sorted(series) if len(series[k][0])}
+    # and what devices that predate format 2 send
+    blocks |= {f"v1_{k}": b for k, b in v1_blocks().items() if k != "empty"}
+    return blocks
+
+
+def _declared(block) -> tuple[int, int]:
+    """(the count a block's header declares, the bit just past its count field)."""
+    if block[0] == 1:
+        return struct.unpack_from("<I", block, 2)[0], 48
+    n = shift = 0
+    for i in range(2, min(len(block), 12)):
+        n |= (block[i] & 0x7F) << shift
+        shift += 7
+        if not block[i] & 0x80:
+            return n, 8 * (i + 1)
+    return -1, 0
 
 
 @pytest.mark.parametrize(("name", "block"), sorted(_blocks().items()))
@@ -217,7 +287,7 @@ def test_every_truncation_is_rejected(name, block):
 
 @pytest.mark.parametrize(("name", "block"), sorted(_blocks().items()))
 def test_every_single_bit_flip_is_rejected_or_keeps_the_count(name, block):
-    n = struct.unpack_from("<I", block, 2)[0]
+    n, _ = _declared(block)
     buf = bytearray(block)
     for bit in range(len(block) * 8):
         buf[bit >> 3] ^= 1 << (bit & 7)
@@ -227,10 +297,10 @@ def test_every_single_bit_flip_is_rejected_or_keeps_the_count(name, block):
             pass
         else:
             # A flip that leaves a valid block may change data, but the arrays always have
-            # the declared count, which only a flip in the count field (bits 16..47) changes.
-            declared = struct.unpack_from("<I", buf, 2)[0]
+            # the declared count, which only a flip in the count field changes.
+            declared, count_end = _declared(buf)
             assert len(t2) == len(v2) == declared
-            assert declared == n or 16 <= bit < 48
+            assert declared == n or 16 <= bit < max(count_end, _declared(block)[1])
         buf[bit >> 3] ^= 1 << (bit & 7)
 
 
@@ -253,4 +323,4 @@ def test_fuzz_python_entry_never_crashes():
             t2, v2 = native.decode(block)
         except native.CodecError:
             continue
-        assert len(t2) == len(v2) == struct.unpack_from("<I", block, 2)[0]
+        assert len(t2) == len(v2) == _declared(block)[0]

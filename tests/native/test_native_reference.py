@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from native_series import ROOT, TSCODEC_PATH, TSENC_PATH, bits, named_series
+from native_series import ROOT, TSCODEC_PATH, TSENC_PATH, bits, named_series, v1_blocks
 
 import native
 
@@ -54,13 +54,37 @@ def test_reference_and_c_agree_on_random_series(tscodec, points):
     assert tscodec.Codec(260).encode(ts, vs) == block
 
 
+def test_reference_decodes_format_1_blocks(tscodec):
+    series = named_series(300, seed=11)
+    codec = tscodec.Codec(300)
+    for name, block in v1_blocks().items():
+        t2, v2 = codec.decode(block)
+        assert list(t2) == series[name][0].tolist(), name
+        assert bits(v2) == bits(series[name][1]), name
+
+
 @pytest.mark.parametrize(
-    "name", ["steady_decimal_with_exceptions", "gaps_vibration_adc", "jitter_random_bits"]
+    "name",
+    [
+        "steady_decimal_with_exceptions",
+        "gaps_vibration_adc",
+        "jitter_random_bits",
+        "v1_steady_decimal_with_exceptions",
+        "v1_gaps_vibration_adc",
+        "sparse_zero_runs",
+    ],
 )
 def test_reference_rejects_what_c_rejects(tscodec, name):
-    ts, vs = SERIES_256[name]  # decimal, scaled and XOR mode
-    block = native.encode(ts, vs)
-    codec = tscodec.Codec(256)
+    if name.startswith("v1_"):  # format 1, from devices that predate format 2
+        block = v1_blocks()[name[3:]]
+    elif name == "sparse_zero_runs":  # sparse frames in both sections
+        ts = np.cumsum(np.where(np.arange(256) % 5 == 0, 1001, 1000))
+        vs = np.where(np.arange(256) % 24 < 12, 0.0, np.arange(256) % 7 * 1.5)
+        block = native.encode(ts, vs)
+    else:
+        ts, vs = SERIES_256[name]  # decimal, scaled and XOR mode
+        block = native.encode(ts, vs)
+    codec = tscodec.Codec(300)
     for cut in range(len(block)):
         with pytest.raises(tscodec.CodecError):
             codec.decode(block[:cut])

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 
 import pytest
-from native_series import ROOT
+from native_series import ROOT, v1_blocks
 
 NATIVE = ROOT / "native"
 DRIVER = ROOT / "tests" / "native" / "native_fuzz.c"
@@ -45,9 +46,16 @@ SANITIZE = [
 @pytest.mark.timeout(240)
 def test_c_code_under_asan_and_ubsan_with_fuzz_pass(tmp_path):
     exe = _build(tmp_path, SANITIZE)
+    # Format 1 blocks (what devices in the field send) seed the mutations too.
+    v1 = tmp_path / "v1_blocks.bin"
+    v1.write_bytes(b"".join(struct.pack("<I", len(b)) + b for b in v1_blocks().values()))
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="")
     proc = subprocess.run(
-        [exe, str(FUZZ_INPUTS), "20261203"], capture_output=True, text=True, env=env, check=False
+        [exe, str(FUZZ_INPUTS), "20261203", str(v1)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     ok, roundtrips, fuzzed, accepted = proc.stdout.split()
