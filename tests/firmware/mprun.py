@@ -11,29 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ringtail.device import romfs as rom
+from ringtail.device.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 SCRIPTS = FIRMWARE / "tests"
 HEAP = "64K"
-
-
-def tool(name: str) -> str:
-    """A tool from the venv that runs pytest, else from PATH."""
-    here = Path(sys.executable).parent / name
-    if here.exists():
-        return str(here)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found next to {sys.executable} or on PATH")
-    return found
 
 
 def firmware_modules() -> list[Path]:
