@@ -152,6 +152,17 @@ _RESTARTS = 5  # self-restarts allowed within _RESTART_WINDOW s before the board
 _RESTART_WINDOW = 10.0
 
 
+def _write(fd: int, data: bytes | bytearray) -> int:
+    """Bytes of `data` written to a non-blocking pty end: 0 when it is full (EAGAIN) or
+    its other side is gone (EIO; the relay notices that on its next read)."""
+    try:
+        return os.write(fd, data)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EIO):
+            raise
+        return 0
+
+
 class VirtualBoardError(RuntimeError):
     pass
 
@@ -487,13 +498,7 @@ class VirtualBoard:
                 data = b""
             self._to_board += data
         if ev & select.POLLOUT and self._to_host:
-            try:
-                n = os.write(host, self._to_host)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EIO):
-                    raise
-                n = 0
-            del self._to_host[:n]
+            del self._to_host[: _write(host, self._to_host)]
 
     def _board_io(self, life: _Life, ev: int, connected: bool) -> None:
         # output first: it may say that the process is going (then input waits)
@@ -516,23 +521,11 @@ class VirtualBoard:
                     return
         out = life.sendable(self._to_board) if ev & select.POLLOUT else b""
         if out == b"\x03" and life.phase == "running":
-            try:
-                n = os.write(life.fd, out)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EIO):
-                    raise
-                n = 0
-            if n:
+            if _write(life.fd, out):
                 life.interrupted = True
                 del self._to_board[self._to_board.index(3)]
         elif out:
-            try:
-                n = os.write(life.fd, out)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EIO):
-                    raise
-                n = 0
-            del self._to_board[:n]
+            del self._to_board[: _write(life.fd, out)]
 
     def _output(self, life: _Life, data: bytes, connected: bool) -> None:
         if connected:
