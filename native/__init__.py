@@ -1,4 +1,5 @@
-"""Ringtail's C hot paths: CRC-32C and the time-series block codec (native/SPEC.md).
+"""Ringtail's C hot paths: CRC-32C, the time-series block codec (native/SPEC.md) and the
+bounded CBOR scan of protocol/cbor_scan.py (native/DESIGN.md, CBOR scan).
 
 The only public entry to the C code. Every function validates its arguments here, before C
 sees them, and the C functions run with the GIL released (cffi API mode).
@@ -6,6 +7,7 @@ sees them, and the C functions run with the GIL released (cffi API mode).
     crc32c(data, value=0) -> int
     encode(timestamps, values) -> bytes
     decode(block) -> (timestamps: numpy int64 array, values: numpy float64 array)
+    cbor_scan(data, max_depth) -> None or (reason, offset, schema_error)
 
 Buffers (bytes, bytearray, memoryview, array.array, numpy arrays) are read in place, without
 a copy, when they are C-contiguous with the right item type; other sequences are converted.
@@ -14,6 +16,7 @@ a copy, when they are C-contiguous with the right item type; other sequences are
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from typing import Any
@@ -27,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_POINTS",
     "CodecError",
+    "cbor_scan",
     "crc32c",
     "decode",
     "encode",
@@ -202,3 +206,66 @@ def decode(block: Any) -> tuple[np.ndarray, np.ndarray]:
     if err:
         raise CodecError(ffi.string(lib.rt_strerror(err)).decode())
     return ts, vs
+
+
+# rt_cbor_scan's reasons (enum rt_scan_reason): the text protocol/cbor_scan.py gives each,
+# formatted with the number C reports, and whether it is a schema error (4.22, not 4.00).
+_SCAN_REASONS: dict[int, tuple[str, bool]] = {
+    1: ("empty payload", False),
+    2: ("truncated: an item is missing", False),
+    3: ("truncated: argument runs past the end", False),
+    4: ("argument not in its shortest form", False),
+    5: ("break code outside an indefinite-length item", False),
+    6: ("not well-formed: additional information 31", False),
+    7: ("indefinite-length items are not accepted", False),
+    8: ("not well-formed: reserved additional information {}", False),
+    9: ("truncated: string of {} bytes declared", False),
+    10: ("invalid UTF-8 in text string", False),
+    11: ("truncated: {} elements declared", False),
+    12: ("nesting deeper than {} levels", False),
+    13: ("tags are not part of the schema", True),
+    14: ("not well-formed: two-byte simple value below 32", False),
+    15: ("simple value {} is not part of the schema", True),
+    16: ("duplicate map key", False),
+    17: ("{} trailing bytes after the item", False),
+}
+_scan = lib.rt_cbor_scan
+
+
+class _ScanOut(threading.local):
+    def __init__(self) -> None:
+        self.out = ffi.new("uint64_t[2]")
+
+
+_scan_out = _ScanOut()
+
+
+def cbor_scan(data: Any, max_depth: int) -> tuple[str, int, bool] | None:
+    """The bounded CBOR scan of protocol/cbor_scan.py in C (native/cbor_scan.c): None if
+    `data` is exactly one CBOR item the protocol accepts, else (reason, byte offset,
+    schema_error) exactly as the Python scan's CborRejected would carry them.
+
+    Raises TypeError for objects without a contiguous buffer, MemoryError if C could not
+    allocate (only deeply nested or key-heavy inputs allocate)."""
+    if type(max_depth) is not int:
+        raise TypeError("max_depth must be an int")
+    depth = min(max(max_depth, 0), sys.maxsize)  # beyond len, a limit changes nothing
+    out = _scan_out.out
+    if type(data) is bytes:
+        err = _scan(data, len(data), depth, out)
+    else:
+        try:
+            buf = ffi.from_buffer("uint8_t[]", data)
+        except (ValueError, BufferError) as exc:  # a strided view: refuse, do not copy
+            raise TypeError(f"cbor_scan needs a contiguous buffer: {exc}") from exc
+        err = _scan(buf, len(buf), depth, out)
+    if not err:
+        return None
+    if err < 0:
+        raise MemoryError(ffi.string(lib.rt_strerror(err)).decode())
+    text, schema_error = _SCAN_REASONS[err]
+    if err == 12:
+        text = text.format(max_depth)
+    elif "{}" in text:
+        text = text.format(out[1])
+    return text, out[0], schema_error

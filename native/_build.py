@@ -13,7 +13,7 @@ import os
 from cffi import FFI
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_SOURCES = ("crc32c.c", "frames.c", "xor.c", "codec.c")
+_SOURCES = ("crc32c.c", "frames.c", "xor.c", "codec.c", "cbor_scan.c")
 
 
 def _rel(name: str) -> str:
@@ -42,6 +42,7 @@ int rt_encode(const int64_t *ts, const double *values, size_t n, uint8_t *out, s
               void *scratch, size_t scratch_cap, size_t *out_len);
 int rt_block_count(const uint8_t *block, size_t len, size_t *count);
 int rt_decode(const uint8_t *block, size_t len, int64_t *ts, double *values, size_t count);
+int rt_cbor_scan(const uint8_t *data, size_t len, size_t max_depth, uint64_t *out);
 """
 
 # -ffp-contract=off: the decimal mode's exactness test (n / 10^e == v) must not be fused into

@@ -1,5 +1,5 @@
 /*
- * ringtail_native.h: CRC-32C and the Ringtail time-series block codec.
+ * ringtail_native.h: CRC-32C, the Ringtail time-series block codec and the CBOR scan.
  *
  * This header is the C contract; native/SPEC.md is the byte layout, native/DESIGN.md the why.
  * Python reaches these functions only through native/__init__.py, which validates arguments
@@ -114,5 +114,34 @@ int rt_encode(const int64_t *ts, const double *values, size_t n, uint8_t *out, s
               void *scratch, size_t scratch_cap, size_t *out_len);
 int rt_block_count(const uint8_t *block, size_t len, size_t *count);
 int rt_decode(const uint8_t *block, size_t len, int64_t *ts, double *values, size_t count);
+
+/* The bounded CBOR scan (cbor_scan.c): the C twin of protocol/cbor_scan.py, which is the
+ * reference. rt_cbor_scan() returns RT_OK if data[0..len) is exactly one CBOR item the
+ * protocol accepts; one of the positive reasons below, with out[0] = the byte offset the
+ * reason names and out[1] = the number in its text (string or element count, additional
+ * information, simple value, trailing bytes; else 0); or RT_E_NOMEM if it could not allocate
+ * (it allocates only when min(max_depth, len) exceeds 32, more than 128 map keys are open at
+ * once, or one map has more than 16 keys). Nesting beyond max_depth is refused. It reads at
+ * most `len` bytes, never recurses, and keeps at most min(max_depth, len) frames. */
+enum rt_scan_reason {
+    RT_SCAN_EMPTY = 1,               /* empty payload */
+    RT_SCAN_MISSING = 2,             /* truncated: an item is missing */
+    RT_SCAN_ARG_TRUNCATED = 3,       /* truncated: argument runs past the end */
+    RT_SCAN_NOT_SHORTEST = 4,        /* argument not in its shortest form */
+    RT_SCAN_BREAK = 5,               /* break code outside an indefinite-length item */
+    RT_SCAN_AI31 = 6,                /* not well-formed: additional information 31 */
+    RT_SCAN_INDEFINITE = 7,          /* indefinite-length items are not accepted */
+    RT_SCAN_RESERVED = 8,            /* reserved additional information <out[1]> */
+    RT_SCAN_STRING_TRUNCATED = 9,    /* truncated: string of <out[1]> bytes declared */
+    RT_SCAN_UTF8 = 10,               /* invalid UTF-8 in text string */
+    RT_SCAN_CONTAINER_TRUNCATED = 11, /* truncated: <out[1]> elements declared */
+    RT_SCAN_TOO_DEEP = 12,           /* nesting deeper than max_depth levels */
+    RT_SCAN_TAG = 13,                /* tags are not part of the schema */
+    RT_SCAN_SIMPLE_BELOW_32 = 14,    /* not well-formed: two-byte simple value below 32 */
+    RT_SCAN_SIMPLE = 15,             /* simple value <out[1]> is not part of the schema */
+    RT_SCAN_DUPLICATE_KEY = 16,      /* duplicate map key */
+    RT_SCAN_TRAILING = 17            /* <out[1]> trailing bytes after the item */
+};
+int rt_cbor_scan(const uint8_t *data, size_t len, size_t max_depth, uint64_t *out);
 
 #endif

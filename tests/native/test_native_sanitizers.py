@@ -1,5 +1,6 @@
 """The C code under AddressSanitizer and UndefinedBehaviorSanitizer, with a 100,000-input fuzz
-pass over the decoder (the driver is tests/native/native_fuzz.c)."""
+pass over the decoder (the driver is tests/native/native_fuzz.c) and a 500,000-input one over
+the CBOR scan (tests/native/cbor_scan_fuzz.c)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,30 @@ def test_crc_paths_under_sanitizers(tmp_path, path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+CBOR_FUZZ_INPUTS = 500_000
+
+
+@pytest.mark.timeout(240)
+def test_cbor_scan_under_asan_and_ubsan_with_fuzz_pass(tmp_path):
+    # Hostile shapes, then generated and mutated CBOR seeded with the protocol's test vectors.
+    exe = _build(tmp_path, SANITIZE, DRIVER.with_name("cbor_scan_fuzz.c"), ["cbor_scan.c"])
+    seeds = tmp_path / "vectors.bin"
+    vectors = sorted((ROOT / "protocol" / "vectors").glob("*/*.cbor"))
+    assert len(vectors) > 50
+    blobs = [p.read_bytes() for p in vectors]
+    seeds.write_bytes(b"".join(struct.pack("<I", len(b)) + b for b in blobs))
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="")
+    proc = subprocess.run(
+        [exe, str(CBOR_FUZZ_INPUTS), "20261204", str(seeds)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ok, fuzzed, accepted = proc.stdout.split()
+    assert ok == "ok" and int(fuzzed) == CBOR_FUZZ_INPUTS
+    # Unmutated seeds and trees are accepted; mutations mostly are not.
+    assert CBOR_FUZZ_INPUTS // 100 < int(accepted) < CBOR_FUZZ_INPUTS // 2
