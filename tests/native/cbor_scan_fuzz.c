@@ -17,22 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "ringtail_native.h"
-
-static uint64_t rng_state;
-static uint64_t rnd(void) { /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
-#define FAIL(...)                     \
-    do {                              \
-        fprintf(stderr, __VA_ARGS__); \
-        fputc('\n', stderr);          \
-        exit(1);                      \
-    } while (0)
 
 #define CAP (1 << 16)
 static uint8_t gen[CAP];

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "ringtail_native.h"
 
 typedef uint32_t (*crc_fn)(uint32_t, const uint8_t *, size_t);
@@ -24,13 +25,6 @@ static const struct {
              {"pclmul", rt_crc32c_pclmul},
              {"fold", rt_crc32c_fold}};
 #define NPATHS (sizeof paths / sizeof paths[0])
-
-#define FAIL(...)                     \
-    do {                              \
-        fprintf(stderr, __VA_ARGS__); \
-        fputc('\n', stderr);          \
-        exit(1);                      \
-    } while (0)
 
 /* The definition: one bit at a time, reflected polynomial 0x82F63B78. */
 static uint32_t crc_bitwise(uint32_t crc, const uint8_t *p, size_t len) {

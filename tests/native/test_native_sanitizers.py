@@ -44,20 +44,23 @@ SANITIZE = [
 ]
 
 
+def _seed_file(path, blobs) -> str:
+    """The drivers' seed-file format: each blob after its u32 little-endian length."""
+    path.write_bytes(b"".join(struct.pack("<I", len(b)) + b for b in blobs))
+    return str(path)
+
+
+def _run_sanitized(exe, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="")
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, check=False)
+
+
 @pytest.mark.timeout(240)
 def test_c_code_under_asan_and_ubsan_with_fuzz_pass(tmp_path):
     exe = _build(tmp_path, SANITIZE)
     # Format 1 blocks (what devices in the field send) seed the mutations too.
-    v1 = tmp_path / "v1_blocks.bin"
-    v1.write_bytes(b"".join(struct.pack("<I", len(b)) + b for b in v1_blocks().values()))
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="")
-    proc = subprocess.run(
-        [exe, str(FUZZ_INPUTS), "20261203", str(v1)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    v1 = _seed_file(tmp_path / "v1_blocks.bin", v1_blocks().values())
+    proc = _run_sanitized(exe, str(FUZZ_INPUTS), "20261203", v1)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ok, roundtrips, fuzzed, accepted = proc.stdout.split()
     assert ok == "ok" and int(roundtrips) == 400 and int(fuzzed) == FUZZ_INPUTS
@@ -96,19 +99,10 @@ CBOR_FUZZ_INPUTS = 500_000
 def test_cbor_scan_under_asan_and_ubsan_with_fuzz_pass(tmp_path):
     # Hostile shapes, then generated and mutated CBOR seeded with the protocol's test vectors.
     exe = _build(tmp_path, SANITIZE, DRIVER.with_name("cbor_scan_fuzz.c"), ["cbor_scan.c"])
-    seeds = tmp_path / "vectors.bin"
     vectors = sorted((ROOT / "protocol" / "vectors").glob("*/*.cbor"))
     assert len(vectors) > 50
-    blobs = [p.read_bytes() for p in vectors]
-    seeds.write_bytes(b"".join(struct.pack("<I", len(b)) + b for b in blobs))
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="")
-    proc = subprocess.run(
-        [exe, str(CBOR_FUZZ_INPUTS), "20261204", str(seeds)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    seeds = _seed_file(tmp_path / "vectors.bin", [p.read_bytes() for p in vectors])
+    proc = _run_sanitized(exe, str(CBOR_FUZZ_INPUTS), "20261204", seeds)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ok, fuzzed, accepted = proc.stdout.split()
     assert ok == "ok" and int(fuzzed) == CBOR_FUZZ_INPUTS
