@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import cbor2
-
 from protocol.constants import (
     ENVELOPE_GATEWAY,
     ENVELOPE_PAYLOAD,
@@ -22,6 +20,7 @@ from protocol.constants import (
     SCHEMA_VERSION,
 )
 from protocol.decoding import check_int64, check_map, check_text, check_uint, decode_message, fail
+from protocol.encoding import BYTES, MAP, head, integer, text
 
 GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -42,16 +41,26 @@ class Envelope:
     payload: bytes
 
 
+_HEAD = head(MAP, 5) + integer(KEY_VERSION) + integer(SCHEMA_VERSION) + integer(ENVELOPE_GATEWAY)
+_RECEIVED = integer(ENVELOPE_RECEIVED)
+_SPOOL_ID = integer(ENVELOPE_SPOOL_ID)
+_PAYLOAD = integer(ENVELOPE_PAYLOAD)
+
+
 def encode_envelope(gateway: str, received_us: int, spool_id: int, payload: bytes) -> bytes:
-    return cbor2.dumps(
-        {
-            KEY_VERSION: SCHEMA_VERSION,
-            ENVELOPE_GATEWAY: gateway,
-            ENVELOPE_RECEIVED: received_us,
-            ENVELOPE_SPOOL_ID: spool_id,
-            ENVELOPE_PAYLOAD: bytes(payload),
-        },
-        canonical=True,
+    """Deterministic CBOR (keys in order, shortest forms), built by hand: one per publish."""
+    return b"".join(
+        (
+            _HEAD,
+            text(gateway),
+            _RECEIVED,
+            integer(received_us),
+            _SPOOL_ID,
+            integer(spool_id),
+            _PAYLOAD,
+            head(BYTES, len(payload)),
+            payload,
+        )
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol import (
     Envelope,
@@ -75,3 +77,31 @@ def test_envelope_refuses_bad_fields(fields, error):
     good = cbor2.loads(encode_envelope("gw-1", 1, 2, b"x"))
     with pytest.raises(ProtocolError, match=error):
         parse_envelope(cbor2.dumps({**good, **fields}))
+
+
+_UINT32 = st.integers(0, 2**32 - 1)
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+# every width of the shortest form, and its edges
+_EDGES = st.sampled_from([0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1])
+
+
+@given(
+    boot=_UINT32 | _EDGES.filter(lambda v: v < 2**32),
+    seq=_EDGES | st.integers(0, 2**63 - 1),
+    t=_INT64 | _EDGES,
+)
+def test_hand_built_answers_are_cbor2_canonical_bytes(boot, seq, t):
+    assert encode_ack(boot, seq, t) == cbor2.dumps({0: 1, 1: boot, 2: seq, 3: t}, canonical=True)
+    assert encode_health_ack(t) == cbor2.dumps({0: 1, 1: t}, canonical=True)
+
+
+@given(
+    gateway=st.text(min_size=1, max_size=64),
+    received=_INT64 | _EDGES,
+    spool_id=_EDGES | st.integers(0, 2**63 - 1),
+    payload=st.binary(max_size=70000),
+)
+def test_hand_built_envelope_is_cbor2_canonical_bytes(gateway, received, spool_id, payload):
+    expected = cbor2.dumps({0: 1, 1: gateway, 2: received, 3: spool_id, 4: payload}, canonical=True)
+    assert encode_envelope(gateway, received, spool_id, payload) == expected
+    assert encode_envelope(gateway, received, spool_id, memoryview(payload)) == expected
