@@ -17,18 +17,27 @@ Performance):
   (oldest forgotten first) holding only the encoded answer. A retransmission whose exchange
   was forgotten is handled again, which the ingest path makes harmless: the batch's key is
   already in the spool, so it is answered 2.04 again and stored once.
-- `_Router` dispatches on the Uri-Path without the copy of every request that
-  `aiocoap.resource.Site` makes, `_Context` names each request's task without formatting
-  the request (aiocoap's `repr` of a message resolves addresses and interfaces), and a
-  plain POST skips aiocoap's generic render path (Block2 is never needed for our answers,
-  which are small; a request that asks for Block2 still takes aiocoap's path).
+- A single-datagram POST to a known path (no Block1, Block2 or Observe: every device batch
+  that fits a datagram) goes from aiocoap's token layer straight to the ingest handler
+  (`_PlainPosts`), without the per-request Pipe, its event callbacks and the resource
+  dispatch: the answer still goes out through aiocoap's MessageManager, which piggybacks
+  it on the ACK, or sends it as a separate CON response after an empty ACK when the
+  handler takes longer than EMPTY_ACK_DELAY (a spool commit can), and mirrors a NON
+  request with a NON answer. Anything else takes aiocoap's own path: `_Router` dispatches
+  on the Uri-Path without the copy of every request that `aiocoap.resource.Site` makes,
+  `_Context` names each request's task without formatting the request (aiocoap's `repr`
+  of a message resolves addresses and interfaces), and a POST skips aiocoap's generic
+  render path (Block2 is never needed for our answers, which are small; a request that
+  asks for Block2 still takes aiocoap's path).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiocoap
@@ -38,6 +47,7 @@ from aiocoap.blockwise import ContinueException, IncompleteException, _extract_b
 from aiocoap.message import Direction
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers import TransportTuning
+from aiocoap.numbers.codes import INTERNAL_SERVER_ERROR, POST
 from aiocoap.numbers.types import CON
 from aiocoap.pipe import error_to_message, run_driving_pipe
 
@@ -139,9 +149,12 @@ class _PayloadResource(aiocoap.resource.Resource):
     async def needs_blockwise_assembly(self, request: Message) -> bool:
         return True
 
+    @property
+    def handler(self) -> Handler:
+        return self._ingest.health if self._health else self._ingest.telemetry
+
     async def render_post(self, request: Message) -> Message:
-        handle = self._ingest.health if self._health else self._ingest.telemetry
-        reply = await handle(request.payload, request.opt.content_format)
+        reply = await self.handler(request.payload, request.opt.content_format)
         return _to_message(reply)
 
     async def render_to_pipe(self, pipe: Any) -> None:
@@ -167,6 +180,9 @@ def _to_message(reply: Reply) -> Message:
     return msg
 
 
+Handler = Callable[[bytes, int | None], Awaitable[Reply]]
+
+
 class _Router:
     """The server site: a fixed table of resources by Uri-Path, 4.04 for anything else.
 
@@ -174,14 +190,27 @@ class _Router:
     deep-copies every request to strip the path: tens of µs per request).
     """
 
-    def __init__(self, resources: dict[tuple[str, ...], aiocoap.resource.Resource]) -> None:
+    def __init__(self, resources: dict[tuple[str, ...], _PayloadResource]) -> None:
         self._resources = resources
+        self._handlers: dict[tuple[str, ...], Handler] = {
+            path: r.handler for path, r in resources.items()
+        }
 
     async def render_to_pipe(self, pipe: Any) -> None:
         resource = self._resources.get(pipe.request.opt.uri_path)
         if resource is None:
             raise error.NotFound()
         await resource.render_to_pipe(pipe)
+
+    def plain_post_handler(self, request: Message) -> Handler | None:
+        """The handler of a POST that the fast path can take whole: one datagram (no
+        Block1), no Block2 or Observe asked for, to one of our paths; else None."""
+        if request.code is not POST:
+            return None
+        opt = request.opt
+        if opt.block1 is not None or opt.block2 is not None or opt.observe is not None:
+            return None
+        return self._handlers.get(opt.uri_path)
 
 
 class _Context(aiocoap.Context):
@@ -193,16 +222,17 @@ class _Context(aiocoap.Context):
         )
 
 
-def build_site(ingest: Ingest, *, max_reassemblies: int, retry_after_s: int) -> Any:
-    resources: dict[tuple[str, ...], aiocoap.resource.Resource] = {}
+def build_site(ingest: Ingest, *, max_reassemblies: int, retry_after_s: int) -> _Router:
+    resources: dict[tuple[str, ...], _PayloadResource] = {}
     for path, health in ((PATH_TELEMETRY, False), (PATH_HEALTH, True)):
         block1 = BoundedBlock1(MAX_BATCH_BYTES, max_reassemblies, retry_after_s)
         resources[(path,)] = _PayloadResource(ingest, block1, health)
     return _Router(resources)
 
 
-async def serve(site: Any, bind: tuple[str, int], max_exchanges: int) -> aiocoap.Context:
-    """The server context, its duplicate detection bounded (bound_duplicate_memory)."""
+async def serve(site: _Router, bind: tuple[str, int], max_exchanges: int) -> aiocoap.Context:
+    """The server context, its duplicate detection bounded (bound_duplicate_memory) and
+    single-datagram POSTs on the fast path (_PlainPosts)."""
     context = await _Context.create_server_context(site, bind=bind, transports=["udp6"])
     if not bound_duplicate_memory(context, max_exchanges):
         log.warning(
@@ -210,7 +240,63 @@ async def serve(site: Any, bind: tuple[str, int], max_exchanges: int) -> aiocoap
             "request rate for EXCHANGE_LIFETIME",
             getattr(aiocoap, "__version__", "?"),
         )
+    if not _PlainPosts.install(context, site):
+        log.warning("aiocoap's token layer is not the expected one: no fast path for POSTs")
     return context
+
+
+def _no_interest() -> None:
+    """The exchange monitor of a separate response: a RST from the device (it has forgotten
+    the request) needs nothing from us."""
+
+
+class _PlainPosts:
+    """A TokenManager's intake of requests (TokenManager.process_request), with the POSTs
+    that `site.plain_post_handler` accepts answered directly: the handler's reply goes to
+    the MessageManager under the request's token, as aiocoap's own path would send it.
+    Every other request goes to aiocoap's path unchanged."""
+
+    def __init__(self, token_manager: Any, site: _Router) -> None:
+        self._site = site
+        self._aiocoap_path = token_manager.process_request
+        self._messages = token_manager.token_interface
+        self._tasks: set[asyncio.Task] = set()  # running answers, referenced until done
+
+    @classmethod
+    def install(cls, context: aiocoap.Context, site: _Router) -> bool:
+        managers = [
+            ti
+            for ti in getattr(context, "request_interfaces", [])
+            if isinstance(getattr(ti, "token_interface", None), MessageManager)
+            and hasattr(ti, "process_request")
+        ]
+        for tm in managers:
+            tm.process_request = cls(tm, site).process_request
+        return bool(managers)
+
+    def process_request(self, request: Message) -> None:
+        handler = self._site.plain_post_handler(request)
+        if handler is None:
+            self._aiocoap_path(request)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(handler, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, handler: Handler, request: Message) -> None:
+        try:
+            response = _to_message(await handler(request.payload, request.opt.content_format))
+        except Exception:
+            log.exception("request from %s failed", request.remote)
+            response = Message(code=INTERNAL_SERVER_ERROR)
+        response.opt.no_response = request.opt.no_response
+        response.token = request.token
+        response.remote = request.remote.as_response_address()
+        response.request = request
+        try:
+            self._messages.send_message(response, _no_interest)
+        except Exception as e:  # the context is shutting down under us: nothing to answer on
+            log.debug("answer to %s not sent: %s", request.remote, e)
 
 
 class _RecentExchanges:

@@ -15,8 +15,9 @@ from protocol.constants import CHANGED
 
 from .harness import free_port
 
-_CON, _ACK = 0, 2
+_CON, _NON, _ACK = 0, 1, 2
 _GET, _POST = 0x01, 0x02
+_INTERNAL_SERVER_ERROR = 0xA0  # 5.00
 
 
 class _CountingIngest:
@@ -24,16 +25,23 @@ class _CountingIngest:
 
     def __init__(self) -> None:
         self.handled: list[bytes] = []
+        self.delay_s = 0.0  # how long an answer takes (a slow spool commit)
+        self.fail = False
 
     async def telemetry(self, payload: bytes, content_format: int | None) -> Reply:
         self.handled.append(payload)
+        await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("the ingest path broke")
         return Reply(CHANGED, b"\xa1\x00" + bytes([len(self.handled)]))
 
     health = telemetry
 
 
-def _request(code: int, mid: int, token: bytes, path: bytes, payload: bytes = b"") -> bytes:
-    head = struct.pack("!BBH", 0x40 | len(token), code, mid) + token
+def _request(
+    code: int, mid: int, token: bytes, path: bytes, payload: bytes = b"", mtype: int = _CON
+) -> bytes:
+    head = struct.pack("!BBH", 0x40 | mtype << 4 | len(token), code, mid) + token
     options = bytes([0xB0 | len(path)]) + path + b"\x11\x3c"  # Uri-Path, Content-Format 60
     return head + options + (b"\xff" + payload if payload else b"")
 
@@ -48,7 +56,11 @@ def _parse(data: bytes) -> tuple[int, int, int, bytes]:
 async def _exchange(sock: socket.socket, datagram: bytes) -> bytes:
     loop = asyncio.get_running_loop()
     await loop.sock_sendall(sock, datagram)
-    return await asyncio.wait_for(loop.sock_recv(sock, 2048), 5)
+    return await _receive(sock)
+
+
+async def _receive(sock: socket.socket) -> bytes:
+    return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 2048), 5)
 
 
 async def _with_server(max_exchanges: int, body) -> None:
@@ -101,5 +113,48 @@ def test_routing_answers_like_an_aiocoap_site(code, path, expected):
     async def body(sock, ingest, context):
         reply = await _exchange(sock, _request(code, 7, b"tk", path, b"\xa0"))
         assert _parse(reply)[1] == expected
+
+    asyncio.run(_with_server(16, body))
+
+
+def test_a_slow_answer_is_acknowledged_first_then_sent_confirmable():
+    """RFC 7252 §5.2.2: an answer not ready within EMPTY_ACK_DELAY follows an empty ACK as a
+    separate CON response under the request's token, retransmitted until acknowledged."""
+
+    async def body(sock, ingest, context):
+        ingest.delay_s = 0.5
+        empty_ack = await _exchange(sock, _request(_POST, 0x0101, b"slow", b"t", b"\xa0"))
+        assert _parse(empty_ack) == (_ACK, 0, 0x0101, b"")
+        separate = await _receive(sock)
+        mtype, code, mid, payload = _parse(separate)
+        assert (mtype, code, payload) == (_CON, CHANGED, b"\xa1\x00\x01")
+        assert separate[4:8] == b"slow"  # the request's token
+        again = await _receive(sock)  # not acknowledged yet: retransmitted, same message
+        assert again == separate
+        await asyncio.get_running_loop().sock_sendall(sock, struct.pack("!BBH", 0x60, 0, mid))
+        with pytest.raises(TimeoutError):  # acknowledged: no more retransmissions
+            await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 2048), 5)
+
+    asyncio.run(_with_server(16, body))
+
+
+def test_a_non_confirmable_post_gets_a_non_confirmable_answer():
+    async def body(sock, ingest, context):
+        reply = await _exchange(sock, _request(_POST, 0x0202, b"nn", b"t", b"\xa0", _NON))
+        mtype, code, _, payload = _parse(reply)
+        assert (mtype, code, payload) == (_NON, CHANGED, b"\xa1\x00\x01")
+        assert reply[4:6] == b"nn"
+
+    asyncio.run(_with_server(16, body))
+
+
+def test_a_failing_handler_answers_5_00_and_the_server_keeps_serving():
+    async def body(sock, ingest, context):
+        ingest.fail = True
+        reply = await _exchange(sock, _request(_POST, 0x0303, b"f1", b"t", b"\xa0"))
+        assert _parse(reply)[:3] == (_ACK, _INTERNAL_SERVER_ERROR, 0x0303)
+        ingest.fail = False
+        reply = await _exchange(sock, _request(_POST, 0x0304, b"f2", b"t", b"\xa0"))
+        assert _parse(reply)[:2] == (_ACK, CHANGED)
 
     asyncio.run(_with_server(16, body))
