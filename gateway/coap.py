@@ -245,6 +245,22 @@ async def serve(site: _Router, bind: tuple[str, int], max_exchanges: int) -> aio
     return context
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _response_address(remote: Any) -> Any:
+    """`remote.as_response_address()` without its cost on unicast requests: aiocoap decides
+    by parsing the local address (pktinfo) with `ipaddress`, a few µs per request. A
+    request that arrived on a multicast address (ff00::/8, or 224.0.0.0/4 as ::ffff:...)
+    gets aiocoap's answer; any other arrival is answered from where it came, as aiocoap does."""
+    local = getattr(remote, "pktinfo", None)
+    if type(local) is not bytes or len(local) < 16:
+        return remote.as_response_address()
+    if local[0] == 0xFF or (local[:12] == _V4_MAPPED and 224 <= local[12] <= 239):
+        return remote.as_response_address()
+    return remote
+
+
 def _no_interest() -> None:
     """The exchange monitor of a separate response: a RST from the device (it has forgotten
     the request) needs nothing from us."""
@@ -291,7 +307,7 @@ class _PlainPosts:
             response = Message(code=INTERNAL_SERVER_ERROR)
         response.opt.no_response = request.opt.no_response
         response.token = request.token
-        response.remote = request.remote.as_response_address()
+        response.remote = _response_address(request.remote)
         response.request = request
         try:
             self._messages.send_message(response, _no_interest)

@@ -8,8 +8,11 @@ import socket
 import struct
 
 import pytest
+from aiocoap.transports.udp6 import UDP6EndpointAddress
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.coap import build_site, serve
+from gateway.coap import _response_address, build_site, serve
 from gateway.ingest import Reply
 from protocol.constants import CHANGED
 
@@ -158,3 +161,43 @@ def test_a_failing_handler_answers_5_00_and_the_server_keeps_serving():
         assert _parse(reply)[:2] == (_ACK, CHANGED)
 
     asyncio.run(_with_server(16, body))
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+_LOCAL_ADDRESSES = [
+    bytes(15) + b"\x01",  # ::1
+    _V4_MAPPED + bytes([127, 0, 0, 1]),
+    b"\xff\x02" + bytes(13) + b"\xfd",  # ff02::fd, All CoAP Nodes
+    _V4_MAPPED + bytes([224, 0, 1, 187]),  # All CoAP Nodes over IPv4
+    _V4_MAPPED + bytes([239, 255, 255, 255]),
+    _V4_MAPPED + bytes([240, 0, 0, 1]),
+    _V4_MAPPED + bytes([223, 255, 255, 255]),
+]
+
+
+@pytest.mark.parametrize("local", _LOCAL_ADDRESSES)
+def test_answers_go_back_where_aiocoap_would_send_them(local: bytes) -> None:
+    """A request that came in on a multicast address is answered from a unicast one (no
+    pktinfo), any other from the address it came to: the same choice as aiocoap's own."""
+    _assert_same_response_address(local)
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_response_address_agrees_with_aiocoap_on_any_local_address(local: bytes) -> None:
+    _assert_same_response_address(local)
+
+
+class _Interface:
+    """Stands for the message interface an address refers to (held by weak reference)."""
+
+
+_INTERFACE = _Interface()
+
+
+def _assert_same_response_address(local: bytes) -> None:
+    remote = UDP6EndpointAddress(
+        ("::ffff:127.0.0.1", 5683, 0, 0), _INTERFACE, pktinfo=struct.pack("16sI", local, 1)
+    )
+    ours, aiocoaps = _response_address(remote), remote.as_response_address()
+    assert (ours is remote) == (aiocoaps is remote)
+    assert (ours.sockaddr, ours.pktinfo) == (aiocoaps.sockaddr, aiocoaps.pktinfo)
