@@ -6,8 +6,9 @@
 Options: `--board virtual|PORT`, `--board-heap` (the virtual board's MicroPython heap; with
 a ROMFS image, the free heap besides it),
 `--board-gateway HOST[:PORT]` (the gateway as a real board reaches it, written into its
-config.json by the flash tests). Fixture `board`: a hwtests.board.Board. Marker
-`needs(feature)`: the test is skipped, with the reason, on a board without that feature.
+config.json by the flash tests; the uplink test serves its gateway there). Fixture `board`:
+a hwtests.board.Board. Marker `needs(feature)`: the test is skipped, with the reason, on a
+board without that feature.
 hwtests/conftest.py activates all of this for any pytest run that collects hwtests/.
 """
 
@@ -51,7 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="HOST[:PORT]",
         help="the gateway's address as a real board reaches it (flash tests write it into "
-        "config.json; a virtual board uses 127.0.0.1:5683)",
+        "config.json, the uplink test's gateway listens on its port; a virtual board uses "
+        "127.0.0.1)",
     )
 
 
