@@ -83,13 +83,16 @@ def _wait_for(nats_url: str, what: str, done) -> tuple[list, list]:
 
 
 def test_the_board_uplinks_to_a_gateway_here_and_a_reset_loses_nothing(
-    board: Board, firmware: Path, gateway_here: tuple[GatewayProcess, NatsServer, tuple]
+    board: Board,
+    firmware: Path,
+    gateway_here: tuple[GatewayProcess, NatsServer, tuple],
+    tmp_path: Path,
 ) -> None:
-    gw, nats, address = gateway_here
+    _, nats, address = gateway_here
     board.deploy(firmware=firmware, device=DEVICE, gateway=address, do_reset=False)
     config = json.loads(board.exec("print(open('config.json').read())"))
     config.update(batch_s=BATCH_S, health_s=HEALTH_S)
-    local = Path(gw.workdir) / "config.json"
+    local = tmp_path / "config.json"
     local.write_text(json.dumps(config))
     board.mpremote("fs", "cp", str(local), ":config.json")
     board.power_cycle()  # boots main.py: the agent samples and sends
@@ -112,7 +115,8 @@ def test_the_board_uplinks_to_a_gateway_here_and_a_reset_loses_nothing(
         lambda b, r: sum(x.boot > first_boot for x in b) >= 2,
     )
     # what the first boot had stored by its last health report reached the stream too
-    stored = max(r.sampled[1] for r in reports if r.boot == first_boot and r.sampled)
+    sampled = [r.sampled for r in reports if r.boot == first_boot and r.sampled]
+    stored = max(last for _, last in sampled)
     batches, _ = _wait_for(
         nats.url,
         f"the first boot's readings up to seq {stored}",
@@ -120,7 +124,7 @@ def test_the_board_uplinks_to_a_gateway_here_and_a_reset_loses_nothing(
     )
 
     # the first boot's batches start where its health reports say its sampling started
-    started = min(r.sampled[0] for r in reports if r.boot == first_boot and r.sampled)
+    started = min(first for first, _ in sampled)
     assert min(b.seq for b in batches if b.boot == first_boot) == started
     # each batch once, and per boot the readings numbered without a gap or an overlap
     keys = [(b.boot, b.seq) for b in batches]
